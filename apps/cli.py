@@ -1,0 +1,228 @@
+"""The ``edge`` command line (typer). Content goes to stdout, diagnostics to stderr."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import List, Optional
+
+import click
+import typer
+
+from edge import __version__
+from edge.errors import EdgeError, InputError
+from edge.apps.progress import TerminalProgress
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    help="Export multimodal LLMs into bundles and run them offline on this machine.",
+)
+
+THREADS = typer.Option(0, "--threads", "-t", help="CPU threads for compute (0 = the backends' default).")
+BUNDLE = typer.Argument(None, help="Bundle directory. Omitted: the offline default model (SmolLM2-135M-Instruct), exported on first use.")
+
+
+def _bundle(path: Optional[Path], threads: int, quiet: bool) -> Path:
+    if path is not None:
+        return path
+    from edge.apps.defaults import default_bundle
+
+    return default_bundle(TerminalProgress(quiet=quiet), threads)
+
+
+@app.command()
+def export(
+    src: str = typer.Argument(..., help="A local Hugging Face checkpoint directory, a .gguf LLM file, or (online) a hub id."),
+    out: Path = typer.Option(..., "--out", "-o", help="Bundle directory to write (written atomically)."),
+    dtype: str = typer.Option("f16", "--dtype", help="Weight precision of the exported graphs: f32 or f16."),
+    force: bool = typer.Option(False, "--force", help="Replace OUT if it is an existing bundle."),
+    threads: int = THREADS,
+    as_json: bool = typer.Option(False, "--json", help="Print the manifest as JSON on stdout."),
+) -> None:
+    """Export a checkpoint into a bundle, then check parity against transformers.
+
+    Example: edge export ./llava-1.5-7b-hf -o llava.bundle --dtype f16
+    """
+    from edge.export.api import ExportOptions, export as run_export
+
+    options = ExportOptions(dtype=dtype, threads=threads, force=force)
+    manifest = run_export(src, out, options, TerminalProgress(quiet=as_json))
+    if as_json:
+        print(manifest.to_json(), end="")
+    else:
+        parity = manifest.provenance.get("parity", {})
+        print(f"wrote {out} ({manifest.family}, {dtype})", file=sys.stderr)
+        for k, v in parity.items():
+            print(f"  {k}: {v}", file=sys.stderr)
+
+
+@app.command()
+def run(
+    bundle: Optional[Path] = BUNDLE,
+    prompt: str = typer.Option(..., "--prompt", "-p", help="The prompt; '-' reads it from stdin."),
+    image: List[Path] = typer.Option([], "--image", "-i", help="An image file; repeat for several."),
+    max_tokens: int = typer.Option(256, "--max-tokens", "-n", help="Most tokens to generate."),
+    temperature: float = typer.Option(0.0, "--temperature", help="0 = greedy; higher = more random."),
+    top_k: int = typer.Option(40, "--top-k", help="Sample among the k most likely tokens (0 = all)."),
+    top_p: float = typer.Option(0.95, "--top-p", help="Nucleus sampling mass."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed for sampling (reproducible output)."),
+    no_template: bool = typer.Option(False, "--no-template", help="Send the prompt as is; images go where the family's placeholder (<image> for LLaVA) stands."),
+    system: Optional[str] = typer.Option(None, "--system", help="A system message (with the chat template)."),
+    ctx: int = typer.Option(0, "--ctx", help="Context size in tokens (0 = the model's, at most 4096)."),
+    threads: int = THREADS,
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object at the end (text, tokens, timings) instead of streaming."),
+) -> None:
+    """Answer one prompt, streaming the answer to stdout.
+
+    Example: edge run llava.bundle --image cat.jpg --prompt "What is in this picture?"
+    """
+    import edge
+    from edge.runtime.pipeline import GenerateOptions
+    from edge.runtime.sampling import SamplingOptions
+
+    if prompt == "-":
+        prompt = sys.stdin.read()
+    options = GenerateOptions(
+        max_tokens=max_tokens,
+        sampling=SamplingOptions(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed),
+        template=not no_template,
+        system=system,
+    )
+    pipe = edge.load(_bundle(bundle, threads, as_json), threads=threads, n_ctx=ctx)
+    from edge.runtime.generate import FinishEvent
+
+    for ev in pipe.stream(prompt, [str(p) for p in image], options):
+        if isinstance(ev, FinishEvent):
+            if as_json:
+                out = {"text": ev.text, "tokens": ev.tokens, "finish_reason": ev.reason, "timings": ev.timings.as_dict()}
+                print(json.dumps(out, ensure_ascii=False))
+            else:
+                print(flush=True)
+        elif not as_json:
+            sys.stdout.write(ev.text)
+            sys.stdout.flush()
+
+
+@app.command()
+def chat(
+    bundle: Optional[Path] = BUNDLE,
+    system: Optional[str] = typer.Option(None, "--system", help="A system message for the whole conversation."),
+    max_tokens: int = typer.Option(512, "--max-tokens", "-n", help="Most tokens per answer."),
+    temperature: float = typer.Option(0.0, "--temperature", help="0 = greedy; higher = more random."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed for sampling."),
+    ctx: int = typer.Option(0, "--ctx", help="Context size in tokens (0 = the model's, at most 4096)."),
+    threads: int = THREADS,
+) -> None:
+    """Chat in the terminal; the KV cache is kept so each turn only evaluates what is new.
+
+    Commands: /image PATH (attach to the next message), /reset, /quit.
+
+    Example: edge chat            (the offline default model)
+    """
+    import edge
+    from edge.apps.repl import repl
+    from edge.runtime.pipeline import GenerateOptions
+    from edge.runtime.sampling import SamplingOptions
+
+    options = GenerateOptions(max_tokens=max_tokens, sampling=SamplingOptions(temperature=temperature, seed=seed))
+    pipe = edge.load(_bundle(bundle, threads, False), threads=threads, n_ctx=ctx)
+    repl(pipe, options, system)
+
+
+@app.command()
+def inspect(
+    bundle: Path = typer.Argument(..., help="Bundle directory."),
+    verify: bool = typer.Option(False, "--verify", help="Also check the sha256 of every file."),
+    as_json: bool = typer.Option(False, "--json", help="Print the manifest as JSON."),
+) -> None:
+    """Show what a bundle holds and check it (sizes always, sha256 with --verify).
+
+    Example: edge inspect llava.bundle --verify
+    """
+    from edge.bundle import load_manifest
+
+    _, m = load_manifest(bundle, verify=verify)
+    if as_json:
+        print(m.to_json(), end="")
+        return
+    print(f"{m.name}  family={m.family}  schema={m.schema_version}")
+    print(f"llm     {m.llm.file}  {m.llm.arch} {m.llm.dtype}  n_embd={m.llm.n_embd} n_vocab={m.llm.n_vocab} ctx={m.llm.n_ctx_train}")
+    if m.vision:
+        v = m.vision
+        print(f"vision  {v.file}  {v.dtype}  input={v.input.shape} tokens/image={v.tokens_per_image} marker={m.prompt.image_marker!r}")
+    for f in m.files.values():
+        print(f"file    {f.path}  {f.bytes} bytes  sha256={f.sha256[:16]}...")
+    for k, v in m.provenance.get("parity", {}).items():
+        print(f"parity  {k} = {v}")
+    print("verified: sha256 of every file matches" if verify else "checked: files present with the recorded sizes")
+
+
+@app.command()
+def doctor(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Versions, onnxruntime providers, llama.cpp build and CPU features.
+
+    Example: edge doctor --json
+    """
+    import platform
+
+    from edge.runtime import llm, vision
+
+    info = {
+        "edge": __version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "onnxruntime": vision.backend_version(),
+        "onnxruntime_providers": vision.available_providers(),
+        "llama_cpp_python": llm.backend_version(),
+        "llama_cpp_system_info": llm.system_info(),
+    }
+    for mod in ("torch", "transformers"):
+        try:
+            info[mod] = __import__(mod).__version__
+        except ImportError:
+            info[mod] = None
+    if as_json:
+        print(json.dumps(info, indent=2))
+    else:
+        for k, v in info.items():
+            print(f"{k}: {v}")
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """Entry point: one-line errors on stderr and an exit code, never a traceback."""
+    command = typer.main.get_command(app)
+    try:
+        command.main(args=argv, prog_name="edge", standalone_mode=False)
+        return 0
+    except EdgeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except click.exceptions.NoArgsIsHelpError as exc:
+        print(exc.ctx.get_help() if exc.ctx else "", file=sys.stderr)
+        return 2
+    except click.UsageError as exc:
+        print(f"error: {' '.join(exc.format_message().split())}", file=sys.stderr)
+        return 2
+    except (click.Abort, KeyboardInterrupt):
+        print("interrupted", file=sys.stderr)
+        return 130
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:  # a bug: say so in one line; EDGE_DEBUG=1 shows the traceback
+        if os.environ.get("EDGE_DEBUG"):
+            traceback.print_exc()
+        print(f"error: internal error ({type(exc).__name__}: {' '.join(str(exc).split())[:300]}); "
+              "set EDGE_DEBUG=1 for the traceback", file=sys.stderr)
+        return 70
+
+
+if __name__ == "__main__":
+    sys.exit(main())

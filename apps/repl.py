@@ -1,0 +1,68 @@
+"""The terminal chat loop behind ``edge chat``."""
+from __future__ import annotations
+
+import sys
+from typing import Optional
+
+from edge.errors import EdgeError
+from edge.runtime.generate import FinishEvent
+from edge.runtime.image import load_image
+from edge.runtime.pipeline import GenerateOptions, Pipeline
+
+HELP = "commands: /image PATH (attach to your next message), /reset, /quit"
+
+
+def repl(pipe: Pipeline, options: GenerateOptions, system: Optional[str] = None) -> None:
+    """Read messages from stdin until /quit or end of input; stream answers to stdout."""
+    session = pipe.chat(system)
+    interactive = sys.stdin.isatty()
+    note = "" if pipe.vision else " (text only: image answers need a VLM bundle)"
+    print(f"edge chat with {pipe.manifest.name}{note}. {HELP}", file=sys.stderr)
+    pending: list = []
+    while True:
+        if interactive:
+            print("> ", end="", file=sys.stderr, flush=True)
+        line = sys.stdin.readline()
+        if not line:
+            break
+        line = line.strip()
+        if not line:
+            continue
+        if line in ("/quit", "/exit"):
+            break
+        if line == "/reset":
+            session.reset()
+            pending = []
+            print("(conversation cleared)", file=sys.stderr)
+            continue
+        if line == "/help":
+            print(HELP, file=sys.stderr)
+            continue
+        if line.startswith("/image"):
+            path = line[len("/image"):].strip()
+            try:
+                if pipe.vision is None:
+                    raise EdgeError("this bundle has no vision encoder; it cannot take images")
+                load_image(path)  # check now, so a bad path is reported at once
+                pending.append(path)
+                print(f"(image attached: {path})", file=sys.stderr)
+            except EdgeError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+            continue
+        if line.startswith("/"):
+            print(f"error: unknown command {line.split()[0]}; {HELP}", file=sys.stderr)
+            continue
+        try:
+            for ev in session.send(line, pending, options):
+                if isinstance(ev, FinishEvent):
+                    t = ev.timings
+                    print(flush=True)
+                    print(f"[{t.generated_tokens} tokens, prefill {t.prefill_ms:.0f} ms "
+                          f"({t.prompt_tokens - t.reused_tokens} new of {t.prompt_tokens}), "
+                          f"{t.decode_tokens_per_s:.1f} tok/s]", file=sys.stderr)
+                else:
+                    sys.stdout.write(ev.text)
+                    sys.stdout.flush()
+            pending = []
+        except EdgeError as exc:
+            print(f"error: {exc}", file=sys.stderr)

@@ -1,0 +1,181 @@
+"""The bundle manifest: the one contract between export and runtime.
+
+``manifest.json`` is plain JSON (a C library reads the same file). It holds every
+file name, tensor name, preprocessing constant and prompt-layout token the runtime
+needs; no other module hard-codes any of them.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Optional, Union
+
+from edge.errors import BundleError
+
+SCHEMA_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One file of the bundle, relative to the bundle directory."""
+
+    path: str
+    bytes: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """A graph input or output. ``shape`` uses -1 for a dynamic axis."""
+
+    name: str
+    dtype: str
+    shape: list[int]
+
+
+@dataclass(frozen=True)
+class ImagePreprocess:
+    """How an image becomes ``pixel_values``, as the family's HF image processor does it.
+
+    ``scheme`` names the planner (``clip``: resize the shortest edge, centre-crop).
+    """
+
+    scheme: str
+    image_size: int
+    shortest_edge: int
+    crop_height: int
+    crop_width: int
+    do_resize: bool = True
+    do_center_crop: bool = True
+    do_rescale: bool = True
+    do_normalize: bool = True
+    resample: str = "bicubic"
+    rescale_factor: float = 1.0 / 255.0
+    mean: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
+    std: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0])
+
+
+@dataclass(frozen=True)
+class VisionSpec:
+    """The vision tower + projector graph (ONNX)."""
+
+    file: str
+    dtype: str
+    input: TensorSpec
+    output: TensorSpec
+    tokens_per_image: int
+    embed_dim: int
+    preprocess: ImagePreprocess
+
+
+@dataclass(frozen=True)
+class PromptLayout:
+    """Where images go in a prompt and which text surrounds their embeddings."""
+
+    image_marker: str = "<image>"
+    image_prefix: str = ""
+    image_suffix: str = ""
+    # "string": messages carry content as one string with the marker inline;
+    # "parts": content is a list of {"type": "image"} / {"type": "text"} parts.
+    content_format: str = "string"
+
+
+@dataclass(frozen=True)
+class LLMSpec:
+    """The language model (GGUF) and what the runtime must know about its tokens."""
+
+    file: str
+    arch: str
+    dtype: str
+    n_ctx_train: int
+    n_embd: int
+    n_vocab: int
+    bos_id: Optional[int]
+    eos_ids: list[int]
+    add_bos: bool
+    chat_template: Optional[str] = None
+    # token texts the chat template may refer to as bos_token / eos_token
+    bos_token: Optional[str] = None
+    eos_token: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Everything a runtime needs to run a bundle; see ``docs/bundle.md``."""
+
+    name: str
+    family: str
+    llm: LLMSpec
+    files: dict[str, FileEntry]
+    prompt: PromptLayout = field(default_factory=PromptLayout)
+    vision: Optional[VisionSpec] = None
+    provenance: dict[str, Any] = field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+
+    def to_json(self) -> str:
+        """Serialise to the JSON text written as ``manifest.json``."""
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=False) + "\n"
+
+    @staticmethod
+    def from_json(text: str) -> "Manifest":
+        """Parse ``manifest.json`` text; raise :class:`BundleError` naming what is wrong."""
+        try:
+            data = json.loads(text)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise BundleError(f"manifest.json is not valid JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise BundleError("manifest.json must hold a JSON object")
+        version = data.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise BundleError(
+                f"manifest.json has schema_version {version!r}; this edge reads "
+                f"schema_version {SCHEMA_VERSION} (re-export the bundle or upgrade edge)"
+            )
+        return _build(Manifest, data, "manifest")
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    """Build dataclass ``cls`` from parsed JSON, checking every field's type."""
+    if not isinstance(data, dict):
+        raise BundleError(f"manifest.json: {where} must be an object")
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        path = f"{where}.{f.name}"
+        if f.name not in data:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise BundleError(f"manifest.json: {path} is missing")
+            continue
+        kwargs[f.name] = _convert(hints[f.name], data[f.name], path)
+    return cls(**kwargs)
+
+
+def _convert(tp: Any, value: Any, path: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _convert(inner[0], value, path)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, path)
+    if origin is list:
+        if not isinstance(value, list):
+            raise BundleError(f"manifest.json: {path} must be a list")
+        return [_convert(args[0], v, f"{path}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise BundleError(f"manifest.json: {path} must be an object")
+        return {k: _convert(args[1], v, f"{path}.{k}") for k, v in value.items()}
+    if tp is Any:
+        return value
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is int and isinstance(value, bool) or not isinstance(value, tp):
+        raise BundleError(f"manifest.json: {path} must be {tp.__name__}, got {value!r}"[:200])
+    return value

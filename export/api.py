@@ -1,0 +1,204 @@
+"""``edge export``: a HF checkpoint (or a GGUF LLM) -> a verified bundle.
+
+Flow: resolve the source, look up the family spec, load the model with
+transformers, write the LLM as GGUF with our converter and the vision part as
+ONNX, then check parity against the same torch model and record the figures.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+import numpy as np
+
+from edge import __version__
+from edge.bundle import write_bundle
+from edge.errors import ExportError, InputError
+from edge.manifest import LLMSpec, Manifest, PromptLayout, TensorSpec, VisionSpec
+from edge.progress import NullProgress
+from edge.runtime.llm import LLM, LLMOptions
+from edge.runtime.prompt import Message, detect_content_format, render_chat
+from edge.export import parity, tokenizer as tokmod
+from edge.export.gguf_writer import LlamaHParams, write_llama_gguf
+from edge.export.registry import FamilySpec, spec_for
+from edge.export.source import Source, gguf_fields, resolve
+
+LLM_FILE = "llm.gguf"
+VISION_FILE = "vision.onnx"
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """What to export and how: weight dtype, threads for the parity run, overwrite."""
+
+    dtype: str = "f16"
+    threads: int = 0
+    force: bool = False
+    name: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        if self.dtype not in ("f32", "f16"):
+            raise InputError(f"--dtype must be f32 or f16, got {self.dtype!r}")
+        if self.threads < 0:
+            raise InputError(f"threads must be positive, got {self.threads}")
+
+
+def export(src: str, out: Path, options: ExportOptions = ExportOptions(), progress=NullProgress()) -> Manifest:
+    """Export ``src`` into the bundle directory ``out`` (written atomically)."""
+    import torch
+    import transformers
+
+    torch.set_num_threads(options.threads or torch.get_num_threads())
+    progress.stage(f"reading {src}")
+    source = resolve(src)
+    config = _load(lambda: transformers.AutoConfig.from_pretrained(source.path, **source.hf_kwargs()), "config")
+    spec = spec_for(getattr(config, "model_type", "?"))
+    tok, hf_tok = _tokenizer(source)
+    progress.stage(f"loading {spec.name} model with transformers")
+    cls = getattr(transformers, spec.model_class)
+    model = _load(lambda: cls.from_pretrained(source.path, dtype=torch.float32, **source.hf_kwargs()), "model")
+    model.eval()
+
+    def populate(tmp: Path) -> Manifest:
+        return _populate(tmp, source, spec, model, config, tok, hf_tok, options, progress)
+
+    return write_bundle(out, populate, overwrite=options.force)
+
+
+def _populate(tmp: Path, source: Source, spec: FamilySpec, model, config, tok, hf_tok, options, progress) -> Manifest:
+    text_cfg = spec.text_config(config)
+    hp = LlamaHParams.from_hf(text_cfg)
+    tensors = list(_text_arrays(spec, model, text_cfg))
+    name = options.name or source.label
+    with progress.bar(len(tensors), f"LLM -> GGUF ({options.dtype})") as advance:
+        write_llama_gguf(tmp / LLM_FILE, hp, tensors, tok, options.dtype, name, progress=advance)
+    del tensors
+    layout = PromptLayout()
+    vision = None
+    figures: dict[str, Any] = {}
+    if spec.vision:
+        layout, vision, figures = _export_vision(tmp, source, spec, model, config, tok, options, progress)
+    llm_spec = LLMSpec(
+        file=LLM_FILE,
+        arch="llama",
+        dtype=options.dtype,
+        n_ctx_train=hp.n_ctx_train,
+        n_embd=hp.n_embd,
+        n_vocab=hp.n_vocab,
+        bos_id=tok.bos_id,
+        eos_ids=_eos_ids(model, tok),
+        add_bos=tok.add_bos,
+        chat_template=tok.chat_template,
+        bos_token=tok.tokens[tok.bos_id] if tok.bos_id is not None else None,
+        eos_token=tok.tokens[tok.eos_id] if tok.eos_id is not None else None,
+    )
+    if llm_spec.chat_template:
+        layout = dataclasses.replace(
+            layout, content_format=detect_content_format(llm_spec.chat_template, layout.image_marker)
+        )
+    progress.stage("checking parity with transformers")
+    figures.update(_llm_figures(tmp, model, llm_spec, layout, hf_tok, options))
+    return Manifest(
+        name=name,
+        family=spec.name,
+        llm=llm_spec,
+        files={},
+        prompt=layout,
+        vision=vision,
+        provenance={
+            "source": source.label,
+            "exporter": f"edge {__version__}",
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "parity": figures,
+        },
+    )
+
+
+def _export_vision(tmp, source, spec, model, config, tok, options, progress):
+    import torch
+
+    from edge.export.onnx_vision import export_onnx, store_weights_f16
+
+    part = spec.vision
+    pp = part.preprocess(source.path, config)
+    module = part.module(model).eval()
+    example = torch.zeros(1, 3, pp.crop_height, pp.crop_width)
+    progress.stage("vision tower + projector -> ONNX")
+    with torch.no_grad():
+        out_shape = tuple(module(example).shape)
+    export_onnx(module, tmp / VISION_FILE, example, part.input_name, part.output_name)
+    if options.dtype == "f16":
+        store_weights_f16(tmp / VISION_FILE)
+    n_tok = part.tokens_per_image(config)
+    if out_shape[1] != n_tok:
+        raise ExportError(f"the vision tower gives {out_shape[1]} rows per image, the spec expects {n_tok}")
+    vision = VisionSpec(
+        file=VISION_FILE,
+        dtype=options.dtype,
+        input=TensorSpec(part.input_name, "float32", [-1, 3, pp.crop_height, pp.crop_width]),
+        output=TensorSpec(part.output_name, "float32", [-1, n_tok, out_shape[2]]),
+        tokens_per_image=n_tok,
+        embed_dim=int(out_shape[2]),
+        preprocess=pp,
+    )
+    figures = parity.vision_parity(module, tmp, vision, options.threads, part.atol[options.dtype])
+    return part.prompt(config, tok.tokens), vision, figures
+
+
+def _llm_figures(tmp: Path, model, llm_spec: LLMSpec, layout: PromptLayout, hf_tok, options) -> dict[str, Any]:
+    figures: dict[str, Any] = {}
+    probe = "Describe the picture in one sentence. The capital of France is"
+    if llm_spec.chat_template:
+        probe = render_chat(llm_spec, layout, [Message("user", probe)])
+    llm = LLM(tmp / LLM_FILE, LLMOptions(threads=options.threads, n_ctx=512))
+    try:
+        if hf_tok is not None:
+            figures.update(parity.tokenizer_parity(hf_tok, llm, llm_spec.add_bos))
+        ids = llm.tokenize(probe, add_bos=llm_spec.add_bos and not probe.startswith(llm_spec.bos_token or "\0"))
+    finally:
+        llm.close()
+    figures.update(parity.llm_parity(model, tmp / LLM_FILE, ids, options.threads, options.dtype))
+    return figures
+
+
+def _text_arrays(spec: FamilySpec, model, text_cfg) -> Iterable[tuple[str, np.ndarray]]:
+    tied = bool(getattr(text_cfg, "tie_word_embeddings", False))
+    for name, t in spec.text_tensors(model):
+        if tied and name == "lm_head.weight":
+            continue  # llama.cpp reuses token_embd when there is no output tensor
+        yield name, t.detach().float().numpy()
+
+
+def _eos_ids(model, tok) -> list[int]:
+    gen = getattr(model, "generation_config", None)
+    ids = getattr(gen, "eos_token_id", None) if gen is not None else None
+    ids = [ids] if isinstance(ids, int) else list(ids or [])
+    if tok.eos_id is not None and tok.eos_id not in ids:
+        ids.append(tok.eos_id)
+    return [int(i) for i in ids]
+
+
+def _tokenizer(source: Source):
+    """Tokenizer facts for the GGUF, and the HF tokenizer to check them against."""
+    if source.gguf_file:
+        # transformers' GGUF -> tokenizers conversion is lossy (BOS flag, digit
+        # splitting), so the source GGUF's own vocabulary is carried over as is.
+        return tokmod.from_gguf_fields(gguf_fields(source.path / source.gguf_file)), None
+    import transformers
+
+    meta = tokmod.from_hf_dir(source.path)
+    hf_tok = _load(lambda: transformers.AutoTokenizer.from_pretrained(source.path), "tokenizer")
+    return meta, hf_tok
+
+
+def _load(fn, what: str):
+    try:
+        return fn()
+    except (ExportError, InputError):
+        raise
+    except Exception as exc:  # transformers raises many kinds; keep it one line
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ExportError(f"cannot load the {what}: {msg}") from None

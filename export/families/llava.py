@@ -1,0 +1,102 @@
+"""LLaVA (transformers ``LlavaForConditionalGeneration``): CLIP tower, feature layer and
+select strategy, MLP projector, Llama-architecture LLM. Images use LLaVA-1.5's CLIP
+preprocessing (shortest-edge resize, centre crop)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from edge.errors import ExportError
+from edge.manifest import ImagePreprocess, PromptLayout
+from edge.export.registry import FamilySpec, VisionPart, register
+
+# PIL's resample codes as HF processor configs store them.
+_RESAMPLE = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "box", 5: "hamming"}
+
+
+class LlavaVision(torch.nn.Module):
+    """pixel_values -> projected image features, exactly as ``get_image_features``."""
+
+    def __init__(self, model) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        cfg = self.model.config
+        return self.model.get_image_features(
+            pixel_values=pixel_values,
+            vision_feature_layer=cfg.vision_feature_layer,
+            vision_feature_select_strategy=cfg.vision_feature_select_strategy,
+        )
+
+
+def clip_preprocess(src: Path, cfg) -> ImagePreprocess:
+    """Read the CLIP image processor settings from ``preprocessor_config.json``."""
+    path = src / "preprocessor_config.json"
+    if not path.is_file():
+        raise ExportError(f"{src} has no preprocessor_config.json (the image processor settings)")
+    pc = json.loads(path.read_text(encoding="utf-8"))
+    kind = pc.get("image_processor_type", "CLIPImageProcessor")
+    if kind not in ("CLIPImageProcessor", "CLIPImageProcessorFast"):
+        raise ExportError(f"image processor {kind} is not supported for the llava family yet")
+    size = pc.get("size", {})
+    shortest = size.get("shortest_edge") if isinstance(size, dict) else size
+    crop = pc.get("crop_size", shortest)
+    crop_h, crop_w = (crop["height"], crop["width"]) if isinstance(crop, dict) else (crop, crop)
+    if not shortest:
+        raise ExportError(f"{path}: size must give shortest_edge")
+    return ImagePreprocess(
+        scheme="clip",
+        image_size=cfg.vision_config.image_size,
+        shortest_edge=int(shortest),
+        crop_height=int(crop_h),
+        crop_width=int(crop_w),
+        do_resize=bool(pc.get("do_resize", True)),
+        do_center_crop=bool(pc.get("do_center_crop", True)),
+        do_rescale=bool(pc.get("do_rescale", True)),
+        do_normalize=bool(pc.get("do_normalize", True)),
+        resample=_RESAMPLE.get(pc.get("resample", 3), "bicubic"),
+        rescale_factor=float(pc.get("rescale_factor", 1 / 255)),
+        mean=[float(x) for x in pc.get("image_mean", [0.0, 0.0, 0.0])],
+        std=[float(x) for x in pc.get("image_std", [1.0, 1.0, 1.0])],
+    )
+
+
+def tokens_per_image(cfg) -> int:
+    """Patches of one image, plus the CLS row when the strategy keeps it ("full")."""
+    vc = cfg.vision_config
+    n = (vc.image_size // vc.patch_size) ** 2
+    return n + (1 if cfg.vision_feature_select_strategy == "full" else 0)
+
+
+def prompt_layout(cfg, vocab: list[str]) -> PromptLayout:
+    """The image placeholder is the token ``config.image_token_index`` stands for."""
+    idx = cfg.image_token_index
+    if not 0 <= idx < len(vocab):
+        raise ExportError(f"image_token_index {idx} is outside the tokenizer vocabulary")
+    return PromptLayout(image_marker=vocab[idx])
+
+
+def _text_tensors(model):
+    for name, t in model.model.language_model.state_dict().items():
+        yield f"model.{name}", t
+    yield "lm_head.weight", model.lm_head.weight
+
+
+SPEC = register(
+    FamilySpec(
+        name="llava",
+        model_types=("llava",),
+        model_class="LlavaForConditionalGeneration",
+        text_config=lambda cfg: cfg.text_config,
+        text_tensors=_text_tensors,
+        vision=VisionPart(
+            module=LlavaVision,
+            preprocess=clip_preprocess,
+            tokens_per_image=tokens_per_image,
+            prompt=prompt_layout,
+        ),
+    )
+)

@@ -1,0 +1,103 @@
+"""Parity of an exported bundle with the transformers reference, measured at export.
+
+The figures go into the manifest's provenance; gross failures stop the export.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+from edge.errors import ExportError
+from edge.manifest import VisionSpec
+from edge.runtime.llm import LLM, LLMOptions
+from edge.runtime.vision import SessionOptions, VisionEncoder
+
+PROBE_TEXTS = (
+    "The quick brown fox jumps over the lazy dog.",
+    "In 2024, 3.14159 * 12345 = 38782.9 (approx.)",
+    "  leading spaces, tabs\tand\nnew lines\n\n",
+    "Ünïcödé: café, naïve, 日本語, emoji 🙂 and ÆØÅ!",
+    "def f(x):\n    return x ** 2  # code",
+)
+GREEDY_TOKENS = 16
+
+
+def tokenizer_parity(hf_tokenizer: Any, llm: LLM, add_bos: bool) -> dict[str, Any]:
+    """llama.cpp must split text into the same ids as the HF tokenizer."""
+    agree = 0
+    for text in PROBE_TEXTS:
+        ref = hf_tokenizer(text, add_special_tokens=add_bos)["input_ids"]
+        ours = llm.tokenize(text, add_bos=add_bos, special=False)
+        if ref != ours:
+            raise ExportError(
+                f"the GGUF tokenizer splits {text[:30]!r} differently from the HF tokenizer "
+                f"({ours[:8]}... vs {ref[:8]}...)"
+            )
+        agree += 1
+    return {"tokenizer_texts_checked": agree}
+
+
+def llm_parity(model: torch.nn.Module, gguf_path: Path, ids: list[int], threads: int, dtype: str) -> dict[str, Any]:
+    """Compare llama.cpp's logits on ``ids`` and its greedy continuation with torch's."""
+    llm = LLM(gguf_path, LLMOptions(n_ctx=len(ids) + GREEDY_TOKENS + 8, threads=threads))
+    try:
+        ours = llm.eval_tokens(ids, all_logits=True)
+        ours_new = []
+        logits = ours[-1]
+        for _ in range(GREEDY_TOKENS):
+            ours_new.append(int(np.argmax(logits)))
+            logits = llm.eval_tokens([ours_new[-1]])
+    finally:
+        llm.close()
+    with torch.no_grad():
+        ref = model(input_ids=torch.tensor([ids])).logits[0].float().numpy()
+        seq = list(ids)
+        for _ in range(GREEDY_TOKENS):
+            nxt = int(model(input_ids=torch.tensor([seq])).logits[0, -1].argmax())
+            seq.append(nxt)
+    ref_new = seq[len(ids):]
+    matched = next((i for i, (a, b) in enumerate(zip(ours_new, ref_new)) if a != b), GREEDY_TOKENS)
+    n = ref.shape[-1]
+    figures = {
+        "llm_logits_max_abs_diff": float(np.abs(ours[:, :n] - ref).max()),
+        "llm_logits_ref_max_abs": float(np.abs(ref).max()),
+        "llm_top1_agreement": float(np.mean(ours[:, :n].argmax(-1) == ref.argmax(-1))),
+        "llm_greedy_tokens_matched": int(matched),
+        "llm_greedy_tokens_compared": GREEDY_TOKENS,
+        "llm_probe_tokens": len(ids),
+    }
+    floor = 0.99 if dtype == "f32" else 0.8
+    if figures["llm_top1_agreement"] < floor:
+        raise ExportError(
+            f"LLM parity failed: top-1 agreement {figures['llm_top1_agreement']:.3f} with transformers "
+            f"(max |logit diff| {figures['llm_logits_max_abs_diff']:.3g})"
+        )
+    return figures
+
+
+def vision_parity(
+    module: torch.nn.Module, bundle: Path, spec: VisionSpec, threads: int, atol: float, seed: int = 0
+) -> dict[str, Any]:
+    """Compare onnxruntime's image embeddings with torch's on seeded inputs."""
+    rng = np.random.default_rng(seed)
+    _, c, h, w = spec.input.shape
+    x = rng.standard_normal((2, c, h, w)).astype(np.float32)
+    with torch.no_grad():
+        ref = module(torch.from_numpy(x)).float().numpy()
+    ours = VisionEncoder(bundle, spec, SessionOptions(threads=threads))(x)
+    diff = float(np.abs(ours - ref).max())
+    a, b = ours.reshape(-1, ours.shape[-1]), ref.reshape(-1, ref.shape[-1])
+    cos = np.sum(a * b, -1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1) + 1e-12)
+    figures = {"vision_max_abs_diff": diff, "vision_cosine_min": float(cos.min()), "vision_atol": atol}
+    if not diff <= atol:
+        raise ExportError(f"vision parity failed: max |onnx - torch| = {diff:.3g} > {atol:g}")
+    return figures
+
+
+def probe_ids(llm_tokenize, template_text: Optional[str]) -> list[int]:
+    """Token ids the LLM parity runs on: a chat-formatted probe when a template exists."""
+    text = template_text or "Describe the picture in one sentence. The capital of France is"
+    return llm_tokenize(text)

@@ -1,0 +1,80 @@
+"""One small declarative spec per architecture family, looked up by HF ``model_type``.
+
+Adding a family means adding one file under ``export/families/`` that builds a
+:class:`FamilySpec` and calls :func:`register`; shared code never branches on the
+model type. Every registered family must have a tiny-model parity test
+(``tests/parity/test_registry_coverage.py`` checks that).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Optional
+
+from edge.errors import ExportError
+from edge.manifest import ImagePreprocess, PromptLayout
+
+
+@dataclass(frozen=True)
+class VisionPart:
+    """How to export a family's vision tower + projector and describe its input."""
+
+    # model -> torch.nn.Module mapping pixel_values [n,3,H,W] to embeddings [n,T,D]
+    module: Callable[[Any], Any]
+    # (source dir, model config) -> preprocessing parameters of the HF image processor
+    preprocess: Callable[[Path, Any], ImagePreprocess]
+    # model config -> embedding rows per image
+    tokens_per_image: Callable[[Any], int]
+    # (model config, tokenizer vocabulary) -> where images go in the prompt
+    prompt: Callable[[Any, list[str]], PromptLayout]
+    input_name: str = "pixel_values"
+    output_name: str = "image_embeds"
+    # max |onnxruntime - torch| allowed at export, per weight dtype
+    atol: dict[str, float] = field(default_factory=lambda: {"f32": 1e-3, "f16": 5e-2})
+
+
+@dataclass(frozen=True)
+class FamilySpec:
+    """What the exporter needs to know about one architecture family."""
+
+    name: str
+    model_types: tuple[str, ...]
+    # the transformers class name that loads a checkpoint of this family
+    model_class: str
+    # model config -> the Llama-shaped config of the language model
+    text_config: Callable[[Any], Any]
+    # model -> (name, tensor) pairs under LlamaForCausalLM names (model.layers.N..., lm_head)
+    text_tensors: Callable[[Any], Iterable[tuple[str, Any]]]
+    vision: Optional[VisionPart] = None
+
+
+_REGISTRY: dict[str, FamilySpec] = {}
+
+
+def register(spec: FamilySpec) -> FamilySpec:
+    """Add a family; each HF ``model_type`` may belong to one family only."""
+    for mt in spec.model_types:
+        if mt in _REGISTRY:
+            raise ValueError(f"model_type {mt!r} is already registered by {_REGISTRY[mt].name}")
+        _REGISTRY[mt] = spec
+    return spec
+
+
+def families() -> dict[str, FamilySpec]:
+    """All registered families by name."""
+    _load_builtin()
+    return {s.name: s for s in _REGISTRY.values()}
+
+
+def spec_for(model_type: str) -> FamilySpec:
+    """The family of a HF ``model_type``, or an :class:`ExportError` listing what is supported."""
+    _load_builtin()
+    if model_type not in _REGISTRY:
+        known = ", ".join(sorted(_REGISTRY))
+        raise ExportError(f"unsupported model_type {model_type!r} (supported: {known})")
+    return _REGISTRY[model_type]
+
+
+def _load_builtin() -> None:
+    # Importing the package registers every built-in family exactly once.
+    import edge.export.families  # noqa: F401

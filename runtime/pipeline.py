@@ -1,0 +1,261 @@
+"""The pipeline: bundle -> (images -> vision -> embeddings) + prompt -> llama.cpp -> events.
+
+The KV cache is kept between requests: each request is laid out as a sequence of
+items (token ids and image embeddings), the longest prefix already in the cache is
+kept, and only the rest is evaluated. A chat therefore only pays for its new turn.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Optional, Sequence
+
+import numpy as np
+
+from edge.bundle import load_manifest
+from edge.errors import ContextOverflowError, InputError, RuntimeFailure
+from edge.runtime.embed_cache import EmbeddingCache, image_key
+from edge.runtime.generate import Event, FinishEvent, Result, TextDecoder, Timings, TokenEvent, join, steps
+from edge.runtime.image import load_image
+from edge.runtime.llm import LLM, LLMOptions
+from edge.runtime.preprocess import clip_pixel_values
+from edge.runtime.prompt import ImageSlot, Message, render_chat, split_prompt, starts_with_bos
+from edge.runtime.sampling import Sampler, SamplingOptions
+from edge.runtime.vision import SessionOptions, VisionEncoder
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """How to open a bundle: threads (0 = backend default), context size (0 = up to 4096)."""
+
+    threads: int = 0
+    n_ctx: int = 0
+    verbose: bool = False
+
+    def __post_init__(self) -> None:
+        if self.threads < 0 or self.threads > 1024:
+            raise InputError(f"threads must be between 1 and 1024, got {self.threads}")
+        if self.n_ctx < 0 or (0 < self.n_ctx < 16):
+            raise InputError(f"context size must be at least 16, got {self.n_ctx}")
+
+
+@dataclass(frozen=True)
+class GenerateOptions:
+    """One request: token limit, sampling, and whether to apply the chat template."""
+
+    max_tokens: int = 256
+    sampling: SamplingOptions = field(default_factory=SamplingOptions)
+    template: bool = True
+    system: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_tokens <= 1_000_000:
+            raise InputError(f"max tokens must be between 1 and 1000000, got {self.max_tokens}")
+
+
+@dataclass(frozen=True)
+class _Image:
+    key: str
+    embeds: np.ndarray
+
+
+class Pipeline:
+    """A loaded bundle, ready to answer. Not thread-safe: one request at a time."""
+
+    def __init__(self, bundle: str | Path, options: RuntimeOptions = RuntimeOptions()) -> None:
+        self.root, self.manifest = load_manifest(bundle)
+        m = self.manifest
+        self.llm = LLM(self.root / m.llm.file, LLMOptions(n_ctx=options.n_ctx, threads=options.threads, verbose=options.verbose))
+        if self.llm.n_embd != m.llm.n_embd:
+            raise RuntimeFailure(f"{m.llm.file} has n_embd {self.llm.n_embd}, the manifest says {m.llm.n_embd}")
+        self.vision = None
+        if m.vision is not None:
+            if m.vision.embed_dim != m.llm.n_embd:
+                raise RuntimeFailure("the vision output width does not match the LLM's embedding width")
+            self.vision = VisionEncoder(self.root, m.vision, SessionOptions(threads=options.threads))
+        self.cache = EmbeddingCache()
+        # image embeddings are valid for this exact vision graph only
+        self._vision_id = m.files[m.vision.file].sha256 if m.vision else m.name
+        self._seq: list = []  # what the KV cache holds: token ids (int) and _Image items
+
+    # --- public API -----------------------------------------------------------------
+    def stream(self, prompt: str, images: Sequence = (), options: GenerateOptions = GenerateOptions()) -> Iterator[Event]:
+        """Answer one prompt (with images), streaming :class:`TokenEvent` then :class:`FinishEvent`."""
+        if options.template:
+            msgs = ([Message("system", options.system)] if options.system else []) + [Message("user", prompt, tuple(images))]
+            return self.stream_messages(msgs, options)
+        return self._run(prompt, list(images), options, raw=True)
+
+    def generate(self, prompt: str, images: Sequence = (), options: GenerateOptions = GenerateOptions()) -> Result:
+        """Blocking form of :meth:`stream`."""
+        return join(self.stream(prompt, images, options))
+
+    def stream_messages(self, messages: Sequence[Message], options: GenerateOptions = GenerateOptions()) -> Iterator[Event]:
+        """Answer a whole conversation rendered through the bundle's chat template."""
+        text = render_chat(self.manifest.llm, self.manifest.prompt, messages)
+        images = [img for msg in messages for img in msg.images]
+        return self._run(text, images, options, raw=False)
+
+    def chat(self, system: Optional[str] = None) -> "ChatSession":
+        """A multi-turn conversation that reuses the KV cache between turns."""
+        return ChatSession(self, system)
+
+    def close(self) -> None:
+        """Release the backends."""
+        self.llm.close()
+
+    # --- internals ------------------------------------------------------------------
+    def _run(self, text: str, images: list, options: GenerateOptions, raw: bool) -> Iterator[Event]:
+        t0 = time.perf_counter()
+        timings = Timings(images=len(images))
+        llm_spec = self.manifest.llm
+        add_bos = llm_spec.add_bos and (raw or not starts_with_bos(text, llm_spec.bos_token))
+        chunks = split_prompt(text, self.manifest.prompt, len(images), self._tokenize, add_bos)
+        if images and self.vision is None:
+            raise InputError("this bundle has no vision encoder; it cannot take images")
+        encoded = self._encode_images(images, timings)
+        target: list = []
+        for c in chunks:
+            target.extend([encoded[c.index]] if isinstance(c, ImageSlot) else c)
+        n_pos = sum(_width(x) for x in target)
+        timings.prompt_tokens = n_pos
+        if n_pos + 1 > self.llm.n_ctx:
+            raise ContextOverflowError(
+                f"the prompt needs {n_pos} positions but the context holds {self.llm.n_ctx} "
+                "(shorten the prompt, use fewer images or raise --ctx)"
+            )
+        sampler = Sampler(options.sampling)
+        return self._generate(target, sampler, options, timings, t0)
+
+    def _generate(self, target, sampler, options, timings, t0) -> Iterator[Event]:
+        t_prefill = time.perf_counter()
+        try:
+            logits = self._prefill(target, timings)
+        except BaseException:
+            self._forget()
+            raise
+        timings.prefill_ms = (time.perf_counter() - t_prefill) * 1000
+        decoder = TextDecoder(self.llm.piece)
+        tokens: list[int] = []
+        parts: list[str] = []
+        t_first = None
+        room = self.llm.n_ctx - self.llm.n_past
+        reason = "length"
+        try:
+            for token, why in steps(logits, sampler, self._feed, options.max_tokens, room, self.manifest.llm.eos_ids):
+                if why:
+                    reason = why
+                    break
+                if t_first is None:
+                    t_first = time.perf_counter()
+                    timings.ttft_ms = (t_first - t0) * 1000
+                tokens.append(token)
+                delta = decoder(token)
+                parts.append(delta)
+                yield TokenEvent(token, delta)
+        except BaseException:
+            self._forget()
+            raise
+        tail = decoder.flush()
+        if tail:
+            parts.append(tail)
+            yield TokenEvent(-1, tail)
+        t_end = time.perf_counter()
+        timings.generated_tokens = len(tokens)
+        if t_first is not None:
+            timings.decode_ms = (t_end - t_first) * 1000
+            if len(tokens) > 1:
+                timings.decode_tokens_per_s = (len(tokens) - 1) / max(t_end - t_first, 1e-9)
+        yield FinishEvent(reason, "".join(parts), tokens, timings)
+
+    def _prefill(self, target: list, timings: Timings) -> np.ndarray:
+        keep = 0
+        while keep < min(len(target), len(self._seq)) and _same(target[keep], self._seq[keep]):
+            keep += 1
+        keep = min(keep, len(target) - 1)  # the last item must be evaluated to get logits
+        kept_pos = sum(_width(x) for x in target[:keep])
+        self.llm.rewind(kept_pos)
+        if self.llm.n_past != kept_pos:  # the cache could not be cut: start over
+            keep, kept_pos = 0, 0
+        timings.reused_tokens = kept_pos
+        self._seq = target[:keep]
+        logits = None
+        i = keep
+        while i < len(target):
+            if isinstance(target[i], _Image):
+                logits = self.llm.eval_embeddings(target[i].embeds)
+                self._seq.append(target[i])
+                i += 1
+                continue
+            j = i
+            while j < len(target) and not isinstance(target[j], _Image):
+                j += 1
+            logits = self.llm.eval_tokens(target[i:j])
+            self._seq.extend(target[i:j])
+            i = j
+        return logits
+
+    def _feed(self, token: int) -> np.ndarray:
+        logits = self.llm.eval_tokens([token])
+        self._seq.append(token)
+        return logits
+
+    def _forget(self) -> None:
+        self._seq = []
+        self.llm.rewind(0)
+
+    def _tokenize(self, text: str, add_bos: bool) -> list[int]:
+        return self.llm.tokenize(text, add_bos=add_bos, special=True)
+
+    def _encode_images(self, images: list, timings: Timings) -> list[_Image]:
+        out = []
+        for src in images:
+            t = time.perf_counter()
+            img = load_image(src)
+            key = image_key(img, self._vision_id)
+            embeds = self.cache.get(key)
+            if embeds is None:
+                pixels = clip_pixel_values([img], self.manifest.vision.preprocess)
+                timings.preprocess_ms += (time.perf_counter() - t) * 1000
+                t = time.perf_counter()
+                embeds = self.vision(pixels)[0]
+                timings.image_encode_ms += (time.perf_counter() - t) * 1000
+                self.cache.put(key, embeds)
+            else:
+                timings.preprocess_ms += (time.perf_counter() - t) * 1000
+            out.append(_Image(key, embeds))
+        return out
+
+
+def _width(item) -> int:
+    return item.embeds.shape[0] if isinstance(item, _Image) else 1
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, _Image) or isinstance(b, _Image):
+        return isinstance(a, _Image) and isinstance(b, _Image) and a.key == b.key
+    return a == b
+
+
+class ChatSession:
+    """A conversation: each :meth:`send` renders the whole history, the cache reuses the prefix."""
+
+    def __init__(self, pipeline: Pipeline, system: Optional[str] = None) -> None:
+        self.pipeline = pipeline
+        self.system = system
+        self.messages: list[Message] = []
+
+    def send(self, text: str, images: Sequence = (), options: GenerateOptions = GenerateOptions()) -> Iterator[Event]:
+        """Add a user turn and stream the assistant's answer (recorded when it finishes)."""
+        msgs = ([Message("system", self.system)] if self.system else []) + self.messages + [Message("user", text, tuple(images))]
+        stream = self.pipeline.stream_messages(msgs, options)  # validates before anything is recorded
+        self.messages.append(Message("user", text, tuple(images)))
+        for ev in stream:
+            if isinstance(ev, FinishEvent):
+                self.messages.append(Message("assistant", ev.text))
+            yield ev
+
+    def reset(self) -> None:
+        """Forget the conversation (the cache is reused as far as the system prompt goes)."""
+        self.messages = []
