@@ -144,7 +144,7 @@ def _export_vision(tmp, source, spec, model, config, tok, options, progress):
         embed_dim=int(out_shape[2]),
         preprocess=pp,
     )
-    figures = parity.vision_parity(module, tmp, vision, options.threads, part.atol[options.dtype])
+    figures = parity.vision_parity(lambda x: part.reference(model, x), tmp, vision, options.threads, part.atol[options.dtype])
     return part.prompt(config, tok.tokens), vision, figures
 
 

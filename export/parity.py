@@ -5,7 +5,7 @@ The figures go into the manifest's provenance; gross failures stop the export.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -42,7 +42,8 @@ def tokenizer_parity(hf_tokenizer: Any, llm: LLM, add_bos: bool) -> dict[str, An
 
 def llm_parity(model: torch.nn.Module, gguf_path: Path, ids: list[int], threads: int, dtype: str) -> dict[str, Any]:
     """Compare llama.cpp's logits on ``ids`` and its greedy continuation with torch's."""
-    llm = LLM(gguf_path, LLMOptions(n_ctx=len(ids) + GREEDY_TOKENS + 8, threads=threads))
+    kv = "f32" if dtype == "f32" else "f16"
+    llm = LLM(gguf_path, LLMOptions(n_ctx=len(ids) + GREEDY_TOKENS + 8, threads=threads, kv_dtype=kv))
     try:
         ours = llm.eval_tokens(ids, all_logits=True)
         ours_new = []
@@ -79,14 +80,14 @@ def llm_parity(model: torch.nn.Module, gguf_path: Path, ids: list[int], threads:
 
 
 def vision_parity(
-    module: torch.nn.Module, bundle: Path, spec: VisionSpec, threads: int, atol: float, seed: int = 0
+    reference: Callable[[torch.Tensor], torch.Tensor], bundle: Path, spec: VisionSpec, threads: int, atol: float, seed: int = 0
 ) -> dict[str, Any]:
-    """Compare onnxruntime's image embeddings with torch's on seeded inputs."""
+    """Compare onnxruntime's image embeddings with transformers' on seeded inputs."""
     rng = np.random.default_rng(seed)
     _, c, h, w = spec.input.shape
     x = rng.standard_normal((2, c, h, w)).astype(np.float32)
     with torch.no_grad():
-        ref = module(torch.from_numpy(x)).float().numpy()
+        ref = reference(torch.from_numpy(x)).float().numpy()
     ours = VisionEncoder(bundle, spec, SessionOptions(threads=threads))(x)
     diff = float(np.abs(ours - ref).max())
     a, b = ours.reshape(-1, ours.shape[-1]), ref.reshape(-1, ref.shape[-1])
@@ -95,9 +96,3 @@ def vision_parity(
     if not diff <= atol:
         raise ExportError(f"vision parity failed: max |onnx - torch| = {diff:.3g} > {atol:g}")
     return figures
-
-
-def probe_ids(llm_tokenize, template_text: Optional[str]) -> list[int]:
-    """Token ids the LLM parity runs on: a chat-formatted probe when a template exists."""
-    text = template_text or "Describe the picture in one sentence. The capital of France is"
-    return llm_tokenize(text)

@@ -21,6 +21,8 @@ class VisionPart:
 
     # model -> torch.nn.Module mapping pixel_values [n,3,H,W] to embeddings [n,T,D]
     module: Callable[[Any], Any]
+    # (model, pixel_values) -> embeddings computed by transformers itself (parity reference)
+    reference: Callable[[Any, Any], Any]
     # (source dir, model config) -> preprocessing parameters of the HF image processor
     preprocess: Callable[[Path, Any], ImagePreprocess]
     # model config -> embedding rows per image

@@ -27,6 +27,9 @@ class LLMOptions:
     threads: int = 0
     n_batch: int = 512
     verbose: bool = False
+    # "f32" keeps the KV cache and attention in f32 (exact parity for f32 bundles);
+    # "f16" halves KV memory and lets llama.cpp pick flash attention.
+    kv_dtype: str = "f16"
 
     def __post_init__(self) -> None:
         if self.n_ctx < 0:
@@ -35,6 +38,11 @@ class LLMOptions:
             raise InputError(f"threads must be positive, got {self.threads}")
         if self.n_batch < 1:
             raise InputError(f"batch size must be positive, got {self.n_batch}")
+        if self.kv_dtype not in ("f16", "f32"):
+            raise InputError(f"KV cache dtype must be f16 or f32, got {self.kv_dtype!r}")
+
+
+_GGML_TYPE_F32 = 0  # ggml_type enum value
 
 
 class _Log:
@@ -99,6 +107,9 @@ class LLM:
         if options.threads:
             cparams.n_threads = cparams.n_threads_batch = options.threads
         cparams.no_perf = True
+        if options.kv_dtype == "f32":
+            cparams.type_k = cparams.type_v = _GGML_TYPE_F32
+            cparams.flash_attn_type = lc.LLAMA_FLASH_ATTN_TYPE_DISABLED
         self._ctx = lc.llama_init_from_model(self._model, cparams)
         if not self._ctx:
             lc.llama_model_free(self._model)

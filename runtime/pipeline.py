@@ -66,7 +66,11 @@ class Pipeline:
     def __init__(self, bundle: str | Path, options: RuntimeOptions = RuntimeOptions()) -> None:
         self.root, self.manifest = load_manifest(bundle)
         m = self.manifest
-        self.llm = LLM(self.root / m.llm.file, LLMOptions(n_ctx=options.n_ctx, threads=options.threads, verbose=options.verbose))
+        kv = "f32" if m.llm.dtype == "f32" else "f16"
+        self.llm = LLM(
+            self.root / m.llm.file,
+            LLMOptions(n_ctx=options.n_ctx, threads=options.threads, verbose=options.verbose, kv_dtype=kv),
+        )
         if self.llm.n_embd != m.llm.n_embd:
             raise RuntimeFailure(f"{m.llm.file} has n_embd {self.llm.n_embd}, the manifest says {m.llm.n_embd}")
         self.vision = None

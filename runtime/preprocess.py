@@ -15,13 +15,16 @@ transformers 4.57 with numpy and Pillow only:
 
 :func:`plan_clip` is the pure geometry (golden-tested), :func:`apply_clip` the pixel work.
 
-Very elongated images make step 1 produce a huge canvas (a 1x4000 image becomes
-336x1344000, 1.35 GB, of which the crop keeps 336x336). Above
-``_FULL_RESIZE_MAX_PIXELS`` only the crop window is resampled, by a numpy port of
-Pillow's separable fixed-point resampler (``libImaging/Resample.c``:
-``precompute_coeffs``, ``normalize_coeffs_8bpc``, 22-bit accumulators; nearest follows
-``Geometry.c`` ``ImagingScaleAffine``). It gives the same bytes as Pillow (tested
-against Pillow on every filter), at the cost of the window only.
+Very elongated small images make step 1 produce a huge canvas (a 1x4000 image becomes
+336x1344000, 1.35 GB and seconds of work, of which the crop keeps 336x336). When the
+canvas is over ``_FULL_RESIZE_MAX_PIXELS`` and the resize does not shrink the height,
+only the crop window is resampled, by a numpy port of Pillow's separable fixed-point
+resampler (``libImaging/Resample.c``: ``precompute_coeffs``, ``normalize_coeffs_8bpc``,
+22-bit accumulators, horizontal pass then vertical pass; nearest follows ``Geometry.c``
+``ImagingScaleAffine``). It gives the same bytes as Pillow (tested against Pillow on
+every filter). It is not used when the height shrinks, because Pillow 13 then may run
+the vertical pass first (python-pillow/Pillow#9549) by a rule not reproduced here;
+such canvases are smaller than the source anyway.
 """
 from __future__ import annotations
 
@@ -181,11 +184,11 @@ def _resized_crop(rgb: Image.Image, plan: ClipPlan, resample: str) -> np.ndarray
     x0, y0, x1, y1 = max(left, 0), max(top, 0), min(right, canvas_w), min(bottom, canvas_h)
     if plan.resize is None:
         inside = np.asarray(rgb)[y0:y1, x0:x1]
-    elif canvas_w * canvas_h <= _FULL_RESIZE_MAX_PIXELS:
+    elif canvas_w * canvas_h > _FULL_RESIZE_MAX_PIXELS and canvas_h >= rgb.height:
+        inside = _resample_window(np.asarray(rgb), plan.resize, (x0, y0, x1, y1), resample)
+    else:
         resized = rgb.resize(plan.resize, resample=RESAMPLE_FILTERS[resample])
         inside = np.asarray(resized.crop((x0, y0, x1, y1)))
-    else:
-        inside = _resample_window(np.asarray(rgb), plan.resize, (x0, y0, x1, y1), resample)
     if (x0, y0, x1, y1) == (left, top, right, bottom):
         return inside
     out = np.zeros((bottom - top, right - left, 3), np.uint8)
@@ -304,10 +307,13 @@ def _resample_window(
     src: np.ndarray, size: tuple[int, int], window: tuple[int, int, int, int], kernel: str
 ) -> np.ndarray:
     """``np.asarray(Image.fromarray(src).resize(size, kernel))[y0:y1, x0:x1]``, computing
-    only the window (same bytes as Pillow)."""
+    only the window (same bytes as Pillow). Only for ``size[1] >= src.shape[0]``: there
+    Pillow resamples horizontally first, which is the order used here."""
     in_h, in_w = src.shape[:2]
     out_w, out_h = size
     x0, y0, x1, y1 = window
+    if out_h < in_h:
+        raise ValueError("_resample_window cannot shrink the height (Pillow's pass order)")
     if kernel == "nearest":
         xs, ys = _nearest(in_w, out_w, x0, x1), _nearest(in_h, out_h, y0, y1)
         out = src[np.ix_(np.maximum(ys, 0), np.maximum(xs, 0))]

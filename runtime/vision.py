@@ -36,7 +36,7 @@ def backend_version() -> str:
 def open_session(path: Path, options: SessionOptions) -> ort.InferenceSession:
     """An inference session with explicit threads/providers and a one-line error on failure."""
     so = ort.SessionOptions()
-    so.log_severity_level = 3
+    so.log_severity_level = 4  # failures are reported by us, in one line
     if options.threads:
         so.intra_op_num_threads = options.threads
         so.inter_op_num_threads = 1

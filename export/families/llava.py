@@ -17,19 +17,32 @@ _RESAMPLE = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "box", 
 
 
 class LlavaVision(torch.nn.Module):
-    """pixel_values -> projected image features, exactly as ``get_image_features``."""
+    """pixel_values -> projected image features, the computation of ``get_image_features``
+    written without its per-image list (which the tracer would freeze to one image)."""
 
     def __init__(self, model) -> None:
         super().__init__()
-        self.model = model
+        self.tower = model.model.vision_tower
+        self.projector = model.model.multi_modal_projector
+        self.layer = model.config.vision_feature_layer
+        self.drop_cls = model.config.vision_feature_select_strategy == "default"
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        cfg = self.model.config
-        return self.model.get_image_features(
-            pixel_values=pixel_values,
-            vision_feature_layer=cfg.vision_feature_layer,
-            vision_feature_select_strategy=cfg.vision_feature_select_strategy,
-        )
+        hidden = self.tower(pixel_values, output_hidden_states=True).hidden_states
+        layers = [self.layer] if isinstance(self.layer, int) else list(self.layer)
+        feats = [hidden[i][:, 1:] if self.drop_cls else hidden[i] for i in layers]
+        return self.projector(torch.cat(feats, dim=-1))
+
+
+def reference_features(model, pixel_values: torch.Tensor) -> torch.Tensor:
+    """transformers' own ``get_image_features``, stacked: the parity reference."""
+    cfg = model.config
+    feats = model.get_image_features(
+        pixel_values=pixel_values,
+        vision_feature_layer=cfg.vision_feature_layer,
+        vision_feature_select_strategy=cfg.vision_feature_select_strategy,
+    )
+    return torch.stack(list(feats))
 
 
 def clip_preprocess(src: Path, cfg) -> ImagePreprocess:
@@ -94,6 +107,7 @@ SPEC = register(
         text_tensors=_text_tensors,
         vision=VisionPart(
             module=LlavaVision,
+            reference=reference_features,
             preprocess=clip_preprocess,
             tokens_per_image=tokens_per_image,
             prompt=prompt_layout,

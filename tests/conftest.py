@@ -1,0 +1,69 @@
+"""Session-scoped fixtures: tiny models and their bundles are built once per test run."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).parent))
+import models  # noqa: E402
+
+THREADS = "2"
+
+
+def run_cli(*args: str, stdin: str | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run the ``edge`` CLI in a fresh process, as a user would."""
+    env = dict(os.environ, EDGE_DEBUG="")
+    return subprocess.run(
+        [sys.executable, "-m", "edge.apps.cli", *args],
+        input=stdin, capture_output=True, text=True, timeout=timeout, env=env,
+    )
+
+
+def export_bundle(src: Path, out: Path, dtype: str = "f32") -> Path:
+    proc = run_cli("export", str(src), "-o", str(out), "--dtype", dtype, "--threads", THREADS)
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_llava_dir(tmp_path_factory) -> Path:
+    return models.tiny_llava(tmp_path_factory.mktemp("tiny_llava"))
+
+
+@pytest.fixture(scope="session")
+def tiny_llava_bundle(tiny_llava_dir, tmp_path_factory) -> Path:
+    return export_bundle(tiny_llava_dir, tmp_path_factory.mktemp("bundles") / "llava-f32")
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory) -> Path:
+    return models.tiny_llama(tmp_path_factory.mktemp("tiny_llama"))
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_bundle(tiny_llama_dir, tmp_path_factory) -> Path:
+    return export_bundle(tiny_llama_dir, tmp_path_factory.mktemp("bundles") / "llama-f32")
+
+
+@pytest.fixture(scope="session")
+def photo(tmp_path_factory) -> Path:
+    """A seeded random RGB image of an odd size."""
+    path = tmp_path_factory.mktemp("images") / "photo.png"
+    rng = np.random.default_rng(7)
+    Image.fromarray((rng.random((47, 61, 3)) * 255).astype(np.uint8)).save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def photo2(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("images") / "photo2.jpg"
+    yy, xx = np.mgrid[0:120, 0:90]
+    arr = np.stack([(xx * 2) % 256, (yy * 3) % 256, (xx + yy) % 256], -1).astype(np.uint8)
+    Image.fromarray(arr).save(path, quality=95)
+    return path
