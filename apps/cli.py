@@ -8,11 +8,10 @@ import traceback
 from pathlib import Path
 from typing import List, Optional
 
-import click
 import typer
 
 from edge import __version__
-from edge.errors import EdgeError, InputError
+from edge.errors import EdgeError
 from edge.apps.progress import TerminalProgress
 
 app = typer.Typer(
@@ -194,6 +193,12 @@ def doctor(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) ->
             print(f"{k}: {v}")
 
 
+def _kind(exc: BaseException) -> set[str]:
+    # typer vendors click in recent releases and uses click itself in older ones:
+    # recognise the command-line exceptions by class name, whichever module they are from.
+    return {cls.__name__ for cls in type(exc).__mro__}
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     """Entry point: one-line errors on stderr and an exit code, never a traceback."""
     command = typer.main.get_command(app)
@@ -203,20 +208,26 @@ def main(argv: Optional[list[str]] = None) -> int:
     except EdgeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except click.exceptions.NoArgsIsHelpError as exc:
-        print(exc.ctx.get_help() if exc.ctx else "", file=sys.stderr)
-        return 2
-    except click.UsageError as exc:
-        print(f"error: {' '.join(exc.format_message().split())}", file=sys.stderr)
-        return 2
-    except (click.Abort, KeyboardInterrupt):
+    except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
     except BrokenPipeError:
         return 0
-    except Exception as exc:  # a bug: say so in one line; EDGE_DEBUG=1 shows the traceback
+    except Exception as exc:
+        kind = _kind(exc)
+        if "NoArgsIsHelpError" in kind:
+            ctx = getattr(exc, "ctx", None)
+            print(ctx.get_help() if ctx else "", file=sys.stderr)
+            return 2
+        if "UsageError" in kind or "ClickException" in kind:
+            print(f"error: {' '.join(exc.format_message().split())}", file=sys.stderr)
+            return 2
+        if "Abort" in kind:
+            print("interrupted", file=sys.stderr)
+            return 130
+        if "Exit" in kind:
+            return int(getattr(exc, "exit_code", 0) or 0)
+        # a bug: say so in one line; EDGE_DEBUG=1 shows the traceback
         if os.environ.get("EDGE_DEBUG"):
             traceback.print_exc()
         print(f"error: internal error ({type(exc).__name__}: {' '.join(str(exc).split())[:300]}); "

@@ -75,6 +75,16 @@ def check_files(root: Path, manifest: Manifest, verify: bool = False) -> None:
             raise BundleError(f"bundle file {rel} does not match its sha256 in the manifest")
 
 
+def check_output(out: str | os.PathLike, overwrite: bool) -> Path:
+    """Fail early if ``out`` may not be written: it exists (without ``overwrite``) or is no bundle."""
+    out = Path(out).absolute()
+    if out.exists() and not overwrite:
+        raise BundleError(f"output exists: {out} (pass --force to replace it)")
+    if out.exists() and not (out / MANIFEST_NAME).is_file():
+        raise BundleError(f"refusing to replace {out}: it is not a bundle")
+    return out
+
+
 def write_bundle(
     out: str | os.PathLike,
     populate: Callable[[Path], Manifest],
@@ -88,11 +98,7 @@ def write_bundle(
     error or an interrupt never leaves a half-written bundle, and an existing
     ``out`` is replaced only with ``overwrite`` and only at the very end.
     """
-    out = Path(out).absolute()
-    if out.exists() and not overwrite:
-        raise BundleError(f"output exists: {out} (pass --force to replace it)")
-    if out.exists() and not (out / MANIFEST_NAME).is_file():
-        raise BundleError(f"refusing to replace {out}: it is not a bundle")
+    out = check_output(out, overwrite)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))

@@ -15,7 +15,7 @@ from typing import Any, Iterable, Optional
 import numpy as np
 
 from edge import __version__
-from edge.bundle import write_bundle
+from edge.bundle import check_output, write_bundle
 from edge.errors import ExportError, InputError
 from edge.manifest import LLMSpec, Manifest, PromptLayout, TensorSpec, VisionSpec
 from edge.progress import NullProgress
@@ -51,6 +51,7 @@ def export(src: str, out: Path, options: ExportOptions = ExportOptions(), progre
     import torch
     import transformers
 
+    check_output(out, options.force)  # before any slow work
     torch.set_num_threads(options.threads or torch.get_num_threads())
     progress.stage(f"reading {src}")
     source = resolve(src)

@@ -14,6 +14,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 import models  # noqa: E402
 
 THREADS = "2"
+# Tests are offline: make the hub libraries fail fast instead of trying the network.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
 def run_cli(*args: str, stdin: str | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
