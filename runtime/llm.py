@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import ctypes
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -104,8 +105,9 @@ class LLM:
         cparams = lc.llama_context_default_params()
         cparams.n_ctx = options.n_ctx or min(n_train, default_ctx)
         cparams.n_batch = cparams.n_ubatch = options.n_batch
-        if options.threads:
-            cparams.n_threads = cparams.n_threads_batch = options.threads
+        # llama.cpp's own default (4) oversubscribes small machines: use the cores we have
+        threads = options.threads or max(1, os.cpu_count() or 1)
+        cparams.n_threads = cparams.n_threads_batch = threads
         cparams.no_perf = True
         if options.kv_dtype == "f32":
             cparams.type_k = cparams.type_v = _GGML_TYPE_F32
