@@ -150,7 +150,8 @@ def inspect(
         print(m.to_json(), end="")
         return
     print(f"{m.name}  family={m.family}  schema={m.schema_version}")
-    print(f"llm     {m.llm.file}  {m.llm.arch} {m.llm.dtype}  n_embd={m.llm.n_embd} n_vocab={m.llm.n_vocab} ctx={m.llm.n_ctx_train}")
+    if m.llm:
+        print(f"llm     {m.llm.file}  {m.llm.arch} {m.llm.dtype}  n_embd={m.llm.n_embd} n_vocab={m.llm.n_vocab} ctx={m.llm.n_ctx_train}")
     if m.vision:
         v = m.vision
         print(f"vision  {v.file}  {v.dtype}  input={v.input.shape} tokens/image={v.tokens_per_image} marker={m.prompt.image_marker!r}")

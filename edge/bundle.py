@@ -58,7 +58,7 @@ def load_manifest(bundle: str | os.PathLike, verify: bool = False) -> tuple[Path
 
 def check_files(root: Path, manifest: Manifest, verify: bool = False) -> None:
     """Raise :class:`BundleError` if a listed file is missing, resized or (``verify``) altered."""
-    needed = {manifest.llm.file} | ({manifest.vision.file} if manifest.vision else set())
+    needed = set(manifest.component_files())
     for name in sorted(needed - set(manifest.files)):
         raise BundleError(f"manifest.json does not list {name} in files")
     for rel, entry in manifest.files.items():

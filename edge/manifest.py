@@ -109,12 +109,17 @@ class Manifest:
 
     name: str
     family: str
-    llm: LLMSpec
     files: dict[str, FileEntry]
+    # None for a bundle without a language model (e.g. speech recognition only)
+    llm: Optional[LLMSpec] = None
     prompt: PromptLayout = field(default_factory=PromptLayout)
     vision: Optional[VisionSpec] = None
     provenance: dict[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
+
+    def component_files(self) -> list[str]:
+        """The files the components name (each must be listed in ``files``)."""
+        return [c.file for c in (self.llm, self.vision) if c is not None]
 
     def to_json(self) -> str:
         """Serialise to the JSON text written as ``manifest.json``."""

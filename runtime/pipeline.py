@@ -66,6 +66,8 @@ class Pipeline:
     def __init__(self, bundle: str | Path, options: RuntimeOptions = RuntimeOptions()) -> None:
         self.root, self.manifest = load_manifest(bundle)
         m = self.manifest
+        if m.llm is None:
+            raise InputError(f"{self.root} has no language model ({m.family} bundle); it cannot generate text")
         kv = "f32" if m.llm.dtype == "f32" else "f16"
         self.llm = LLM(
             self.root / m.llm.file,

@@ -55,7 +55,7 @@ def test_write_then_load_and_verify(tmp_path):
     "edit, message",
     [
         (lambda m: m.update(schema_version=2), "schema_version"),
-        (lambda m: m.pop("llm"), "manifest.llm is missing"),
+        (lambda m: m.pop("files"), "manifest.files is missing"),
         (lambda m: m["llm"].update(n_embd="64"), "manifest.llm.n_embd must be int"),
         (lambda m: m["vision"].update(tokens_per_image=True), "tokens_per_image must be int"),
         (lambda m: m["llm"].update(eos_ids=2), "eos_ids must be a list"),
