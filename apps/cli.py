@@ -22,7 +22,9 @@ app = typer.Typer(
     help="Export multimodal LLMs into bundles and run them offline on this machine.",
 )
 
-THREADS = typer.Option(0, "--threads", "-t", help="CPU threads for compute (0 = the backends' default).")
+THREADS = typer.Option(0, "--threads", "-t", help="CPU threads for compute (0 = all cores).")
+MAX_IMAGE_TOKENS = typer.Option(None, "--max-image-tokens", help="Most LLM positions one image may take (a smaller tile grid is chosen to fit).")
+MAX_TILES = typer.Option(None, "--max-tiles", help="Most tiles one image may be cut into, the overview image included.")
 BUNDLE = typer.Argument(None, help="Bundle directory. Omitted: the offline default model (SmolLM2-135M-Instruct), exported on first use.")
 
 
@@ -73,6 +75,8 @@ def run(
     no_template: bool = typer.Option(False, "--no-template", help="Send the prompt as is; images go where the family's placeholder (<image> for LLaVA) stands."),
     system: Optional[str] = typer.Option(None, "--system", help="A system message (with the chat template)."),
     ctx: int = typer.Option(0, "--ctx", help="Context size in tokens (0 = the model's, at most 4096)."),
+    max_image_tokens: Optional[int] = MAX_IMAGE_TOKENS,
+    max_tiles: Optional[int] = MAX_TILES,
     threads: int = THREADS,
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object at the end (text, tokens, timings) instead of streaming."),
 ) -> None:
@@ -81,6 +85,7 @@ def run(
     Example: edge run llava.bundle --image cat.jpg --prompt "What is in this picture?"
     """
     import edge
+    from edge.runtime.images import Budget
     from edge.runtime.pipeline import GenerateOptions
     from edge.runtime.sampling import SamplingOptions
 
@@ -91,6 +96,7 @@ def run(
         sampling=SamplingOptions(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed),
         template=not no_template,
         system=system,
+        budget=Budget(max_tiles=max_tiles, max_image_tokens=max_image_tokens),
     )
     pipe = edge.load(_bundle(bundle, threads, as_json), threads=threads, n_ctx=ctx)
     from edge.runtime.generate import FinishEvent
@@ -115,6 +121,8 @@ def chat(
     temperature: float = typer.Option(0.0, "--temperature", help="0 = greedy; higher = more random."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed for sampling."),
     ctx: int = typer.Option(0, "--ctx", help="Context size in tokens (0 = the model's, at most 4096)."),
+    max_image_tokens: Optional[int] = MAX_IMAGE_TOKENS,
+    max_tiles: Optional[int] = MAX_TILES,
     threads: int = THREADS,
 ) -> None:
     """Chat in the terminal; the KV cache is kept so each turn only evaluates what is new.
@@ -125,10 +133,15 @@ def chat(
     """
     import edge
     from edge.apps.repl import repl
+    from edge.runtime.images import Budget
     from edge.runtime.pipeline import GenerateOptions
     from edge.runtime.sampling import SamplingOptions
 
-    options = GenerateOptions(max_tokens=max_tokens, sampling=SamplingOptions(temperature=temperature, seed=seed))
+    options = GenerateOptions(
+        max_tokens=max_tokens,
+        sampling=SamplingOptions(temperature=temperature, seed=seed),
+        budget=Budget(max_tiles=max_tiles, max_image_tokens=max_image_tokens),
+    )
     pipe = edge.load(_bundle(bundle, threads, False), threads=threads, n_ctx=ctx)
     repl(pipe, options, system)
 

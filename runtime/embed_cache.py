@@ -1,35 +1,39 @@
-"""A bounded cache of image embeddings keyed by image content and bundle."""
+"""A bounded cache of encoded images keyed by image content, budget and bundle."""
 from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from typing import Optional
+from typing import Any, Optional
 
-import numpy as np
 from PIL import Image
 
 
-def image_key(image: Image.Image, bundle_id: str) -> str:
-    """Content key: the decoded RGB pixels and size, plus the bundle they are encoded for."""
+def image_key(image: Image.Image, bundle_id: str, extra: str = "") -> str:
+    """Content key: the decoded RGB pixels and size, the vision graph they are encoded
+    for, and ``extra`` (the budget, which changes the tiles)."""
     h = hashlib.sha256()
     h.update(bundle_id.encode())
+    h.update(extra.encode())
     h.update(f"{image.size}".encode())
     h.update(image.tobytes())
     return h.hexdigest()
 
 
 class EmbeddingCache:
-    """LRU of embeddings, bounded by total bytes; counts hits and misses."""
+    """LRU of encoded images, bounded by their total bytes; counts hits and misses.
+
+    Values must have an ``nbytes`` attribute (the size they hold in memory).
+    """
 
     def __init__(self, max_bytes: int = 256 << 20) -> None:
         self.max_bytes = max_bytes
-        self._items: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._items: OrderedDict[str, Any] = OrderedDict()
         self._bytes = 0
         self.hits = 0
         self.misses = 0
 
-    def get(self, key: str) -> Optional[np.ndarray]:
-        """The cached embeddings, or None (counted as a miss)."""
+    def get(self, key: str) -> Optional[Any]:
+        """The cached value, or None (counted as a miss)."""
         value = self._items.get(key)
         if value is None:
             self.misses += 1
@@ -38,7 +42,7 @@ class EmbeddingCache:
         self.hits += 1
         return value
 
-    def put(self, key: str, value: np.ndarray) -> None:
+    def put(self, key: str, value: Any) -> None:
         """Store, evicting the least recently used entries beyond the byte bound."""
         if key in self._items:
             return

@@ -25,6 +25,12 @@ class Timings:
     reused_tokens: int = 0
     generated_tokens: int = 0
     images: int = 0
+    tiles: int = 0  # tiles encoded by the vision graph in this request (cache hits encode none)
+    image_tokens: int = 0  # embedding positions the images take in the prompt
+    encode_ms_per_tile: float = 0.0
+    cache_hits: int = 0  # image-embedding cache counters of the pipeline
+    cache_misses: int = 0
+    image_plans: list = field(default_factory=list)  # per image: what the planner chose
 
     def as_dict(self) -> dict:
         """Rounded figures for JSON output."""

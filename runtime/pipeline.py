@@ -18,8 +18,8 @@ from edge.errors import ContextOverflowError, InputError, RuntimeFailure
 from edge.runtime.embed_cache import EmbeddingCache, image_key
 from edge.runtime.generate import Event, FinishEvent, Result, TextDecoder, Timings, TokenEvent, join, steps
 from edge.runtime.image import load_image
+from edge.runtime.images import Budget, Layout, scheme_for
 from edge.runtime.llm import LLM, LLMOptions
-from edge.runtime.preprocess import clip_pixel_values
 from edge.runtime.prompt import ImageSlot, Message, render_chat, split_prompt, starts_with_bos
 from edge.runtime.sampling import Sampler, SamplingOptions
 from edge.runtime.vision import SessionOptions, VisionEncoder
@@ -48,6 +48,7 @@ class GenerateOptions:
     sampling: SamplingOptions = field(default_factory=SamplingOptions)
     template: bool = True
     system: Optional[str] = None
+    budget: Budget = field(default_factory=Budget)
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_tokens <= 1_000_000:
@@ -56,8 +57,24 @@ class GenerateOptions:
 
 @dataclass(frozen=True)
 class _Image:
+    """One embedding block in the sequence (an image, or one tile of it)."""
+
     key: str
     embeds: np.ndarray
+
+
+@dataclass(frozen=True)
+class _Encoded:
+    """An image after the vision graph: its layout, embedding blocks and plan info."""
+
+    key: str
+    layout: Layout
+    blocks: list
+    info: dict
+
+    @property
+    def nbytes(self) -> int:
+        return sum(b.nbytes for b in self.blocks)
 
 
 class Pipeline:
@@ -80,6 +97,7 @@ class Pipeline:
             if m.vision.embed_dim != m.llm.n_embd:
                 raise RuntimeFailure("the vision output width does not match the LLM's embedding width")
             self.vision = VisionEncoder(self.root, m.vision, SessionOptions(threads=options.threads))
+            self.scheme = scheme_for(m.vision, self.root)
         self.cache = EmbeddingCache()
         # image embeddings are valid for this exact vision graph only
         self._vision_id = m.files[m.vision.file].sha256 if m.vision else m.name
@@ -120,10 +138,18 @@ class Pipeline:
         chunks = split_prompt(text, self.manifest.prompt, len(images), self._tokenize, add_bos)
         if images and self.vision is None:
             raise InputError("this bundle has no vision encoder; it cannot take images")
-        encoded = self._encode_images(images, timings)
+        encoded = self._encode_images(images, options.budget, timings)
         target: list = []
         for c in chunks:
-            target.extend([encoded[c.index]] if isinstance(c, ImageSlot) else c)
+            if not isinstance(c, ImageSlot):
+                target.extend(c)
+                continue
+            enc = encoded[c.index]
+            for piece in enc.layout:
+                if isinstance(piece, str):
+                    target.extend(self._tokenize(piece, False))
+                else:
+                    target.append(_Image(f"{enc.key}:{piece}", enc.blocks[piece]))
         n_pos = sum(_width(x) for x in target)
         timings.prompt_tokens = n_pos
         if n_pos + 1 > self.llm.n_ctx:
@@ -214,23 +240,31 @@ class Pipeline:
     def _tokenize(self, text: str, add_bos: bool) -> list[int]:
         return self.llm.tokenize(text, add_bos=add_bos, special=True)
 
-    def _encode_images(self, images: list, timings: Timings) -> list[_Image]:
+    def _encode_images(self, images: list, budget: Budget, timings: Timings) -> list[_Encoded]:
         out = []
         for src in images:
             t = time.perf_counter()
             img = load_image(src)
-            key = image_key(img, self._vision_id)
-            embeds = self.cache.get(key)
-            if embeds is None:
-                pixels = clip_pixel_values([img], self.manifest.vision.preprocess)
+            key = image_key(img, self._vision_id, repr(budget))
+            enc = self.cache.get(key)
+            if enc is None:
+                plan = self.scheme.plan(img, budget)
                 timings.preprocess_ms += (time.perf_counter() - t) * 1000
                 t = time.perf_counter()
-                embeds = self.vision(pixels)[0]
+                embeds = self.vision(plan.pixel_values)
                 timings.image_encode_ms += (time.perf_counter() - t) * 1000
-                self.cache.put(key, embeds)
+                timings.tiles += plan.pixel_values.shape[0]
+                layout, blocks = self.scheme.layout(embeds, plan)
+                enc = _Encoded(key, layout, blocks, plan.info)
+                self.cache.put(key, enc)
             else:
                 timings.preprocess_ms += (time.perf_counter() - t) * 1000
-            out.append(_Image(key, embeds))
+            timings.image_tokens += sum(b.shape[0] for b in enc.blocks)
+            timings.image_plans.append(enc.info)
+            out.append(enc)
+        timings.cache_hits, timings.cache_misses = self.cache.hits, self.cache.misses
+        if timings.tiles:
+            timings.encode_ms_per_tile = timings.image_encode_ms / timings.tiles
         return out
 
 
