@@ -61,7 +61,13 @@ class ImagePreprocess:
 
 @dataclass(frozen=True)
 class VisionSpec:
-    """The vision tower + projector graph (ONNX)."""
+    """The vision tower + projector graph (ONNX).
+
+    ``tokens_per_image`` is the number of embedding rows the graph returns per input
+    tile (one tile per image for LLaVA-1.5). ``slicing`` holds the parameters of a
+    slicing scheme (Idefics3 splitting, LLaVA-NeXT anyres) by plain-JSON names;
+    ``extras`` names small ``.npy`` files the scheme needs (e.g. ``image_newline``).
+    """
 
     file: str
     dtype: str
@@ -70,6 +76,8 @@ class VisionSpec:
     tokens_per_image: int
     embed_dim: int
     preprocess: ImagePreprocess
+    slicing: dict[str, Any] = field(default_factory=dict)
+    extras: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -104,6 +112,95 @@ class LLMSpec:
 
 
 @dataclass(frozen=True)
+class AudioFeatures:
+    """How audio becomes log-mel ``input_features``, as ``WhisperFeatureExtractor`` does it.
+
+    Mono audio at ``sample_rate`` is cut into windows of ``chunk_length`` seconds (zero
+    padded), turned into a power STFT (periodic Hann window of ``n_fft``, ``hop_length``,
+    centred with reflect padding), a Slaney mel filter bank of ``n_mels`` bands from
+    ``f_min`` to ``f_max``, ``log10`` clamped at ``log_floor``, then floored at
+    ``max - dynamic_range`` and mapped by ``(x + 4) / 4``.
+    """
+
+    sample_rate: int = 16000
+    n_mels: int = 80
+    n_fft: int = 400
+    hop_length: int = 160
+    chunk_length: int = 30
+    f_min: float = 0.0
+    f_max: float = 8000.0
+    log_floor: float = 1e-10
+    dynamic_range: float = 8.0
+
+
+@dataclass(frozen=True)
+class SpeechTokens:
+    """Whisper's special token ids, and the token rules of its decoding."""
+
+    sot: int
+    eot: int
+    transcribe: int
+    translate: int
+    notimestamps: int
+    no_speech: int
+    timestamp_begin: int
+    # language code ("en") -> token id of "<|en|>"; empty for English-only models
+    languages: dict[str, int] = field(default_factory=dict)
+    # never generated, at any step / at the first generated step
+    suppress: list[int] = field(default_factory=list)
+    suppress_at_begin: list[int] = field(default_factory=list)
+    # the first timestamp may be at most this many 0.02 s steps into a window
+    max_initial_timestamp_index: int = 50
+    time_precision: float = 0.02
+
+
+@dataclass(frozen=True)
+class KVCacheLayout:
+    """The decoder's KV cache: stacked per layer, ``axes`` name the dimensions of each tensor.
+
+    Self-attention K/V grow by one position per decoded token (the decoder returns
+    the cache with the new positions appended); cross-attention K/V come from the
+    encoder once per window.
+    """
+
+    layers: int
+    heads: int
+    head_dim: int
+    max_positions: int
+    encoder_positions: int
+    axes: list[str] = field(default_factory=lambda: ["layer", "batch", "head", "position", "head_dim"])
+
+
+@dataclass(frozen=True)
+class AudioSpec:
+    """Speech recognition (Whisper): an ONNX encoder and a KV-cached ONNX decoder.
+
+    ``encoder_io`` / ``decoder_io`` map a role to its graph tensor. Encoder roles:
+    ``input_features``, ``hidden_states``, ``cross_k``, ``cross_v``. Decoder roles:
+    ``input_ids``, ``self_k``, ``self_v``, ``cross_k``, ``cross_v`` (inputs) and
+    ``logits`` (last position only), ``new_self_k``, ``new_self_v`` (outputs).
+    ``vocab`` is a JSON list of the byte-level BPE token strings, indexed by id.
+    """
+
+    encoder: str
+    decoder: str
+    vocab: str
+    dtype: str
+    encoder_io: dict[str, TensorSpec]
+    decoder_io: dict[str, TensorSpec]
+    kv_cache: KVCacheLayout
+    features: AudioFeatures
+    tokens: SpeechTokens
+    vocab_size: int
+    multilingual: bool = False
+
+    @property
+    def files(self) -> list[str]:
+        """The bundle files this component needs."""
+        return [self.encoder, self.decoder, self.vocab]
+
+
+@dataclass(frozen=True)
 class Manifest:
     """Everything a runtime needs to run a bundle; see ``docs/bundle.md``."""
 
@@ -114,12 +211,14 @@ class Manifest:
     llm: Optional[LLMSpec] = None
     prompt: PromptLayout = field(default_factory=PromptLayout)
     vision: Optional[VisionSpec] = None
+    audio: Optional[AudioSpec] = None
     provenance: dict[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
 
     def component_files(self) -> list[str]:
         """The files the components name (each must be listed in ``files``)."""
-        return [c.file for c in (self.llm, self.vision) if c is not None]
+        files = [c.file for c in (self.llm, self.vision) if c is not None]
+        return files + (self.audio.files if self.audio is not None else [])
 
     def to_json(self) -> str:
         """Serialise to the JSON text written as ``manifest.json``."""

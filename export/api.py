@@ -136,6 +136,10 @@ def _export_vision(tmp, source, spec, model, config, tok, options, progress):
     n_tok = part.tokens_per_image(config)
     if out_shape[1] != n_tok:
         raise ExportError(f"the vision tower gives {out_shape[1]} rows per image, the spec expects {n_tok}")
+    extras = {}
+    for name, array in (part.extras(model) if part.extras else {}).items():
+        np.save(tmp / f"{name}.npy", np.ascontiguousarray(array, dtype=np.float32))
+        extras[name] = f"{name}.npy"
     vision = VisionSpec(
         file=VISION_FILE,
         dtype=options.dtype,
@@ -144,6 +148,8 @@ def _export_vision(tmp, source, spec, model, config, tok, options, progress):
         tokens_per_image=n_tok,
         embed_dim=int(out_shape[2]),
         preprocess=pp,
+        slicing=part.slicing(source.path, config) if part.slicing else {},
+        extras=extras,
     )
     figures = parity.vision_parity(lambda x: part.reference(model, x), tmp, vision, options.threads, part.atol[options.dtype])
     return part.prompt(config, tok.tokens), vision, figures

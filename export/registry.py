@@ -29,6 +29,10 @@ class VisionPart:
     tokens_per_image: Callable[[Any], int]
     # (model config, tokenizer vocabulary) -> where images go in the prompt
     prompt: Callable[[Any, list[str]], PromptLayout]
+    # (source dir, model config) -> scheme parameters of a slicing family (VisionSpec.slicing)
+    slicing: Optional[Callable[[Path, Any], dict]] = None
+    # model -> named arrays the runtime needs besides the graph (e.g. LLaVA-NeXT's image_newline)
+    extras: Optional[Callable[[Any], dict]] = None
     input_name: str = "pixel_values"
     output_name: str = "image_embeds"
     # max |onnxruntime - torch| allowed at export, per weight dtype

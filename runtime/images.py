@@ -26,12 +26,16 @@ class Budget:
 
     max_tiles: Optional[int] = None
     max_image_tokens: Optional[int] = None
+    # how many times an image may be enlarged along an axis (None: the scheme's own rule)
+    max_upscale: Optional[float] = None
 
     def __post_init__(self) -> None:
         for name in ("max_tiles", "max_image_tokens"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise InputError(f"{name.replace('_', '-')} must be at least 1, got {value}")
+        if self.max_upscale is not None and not self.max_upscale > 0:
+            raise InputError(f"max-upscale must be positive, got {self.max_upscale}")
 
 
 @dataclass(frozen=True)
@@ -85,6 +89,8 @@ def register_scheme(name: str, factory: Callable[[VisionSpec, Path], Scheme]) ->
 
 def scheme_for(spec: VisionSpec, bundle: Path) -> Scheme:
     """The scheme a bundle's manifest names, or a :class:`BundleError`."""
+    import edge.runtime.image_schemes  # noqa: F401  (registers the slicing schemes)
+
     factory = _SCHEMES.get(spec.preprocess.scheme)
     if factory is None:
         raise BundleError(f"unknown image preprocessing scheme {spec.preprocess.scheme!r} in the manifest")

@@ -55,6 +55,26 @@ def tiny_llama_bundle(tiny_llama_dir, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_idefics3_dir(tmp_path_factory) -> Path:
+    return models.tiny_idefics3(tmp_path_factory.mktemp("tiny_idefics3"))
+
+
+@pytest.fixture(scope="session")
+def tiny_idefics3_bundle(tiny_idefics3_dir, tmp_path_factory) -> Path:
+    return export_bundle(tiny_idefics3_dir, tmp_path_factory.mktemp("bundles") / "idefics3-f32")
+
+
+@pytest.fixture(scope="session")
+def tiny_llava_next_dir(tmp_path_factory) -> Path:
+    return models.tiny_llava_next(tmp_path_factory.mktemp("tiny_llava_next"))
+
+
+@pytest.fixture(scope="session")
+def tiny_llava_next_bundle(tiny_llava_next_dir, tmp_path_factory) -> Path:
+    return export_bundle(tiny_llava_next_dir, tmp_path_factory.mktemp("bundles") / "llava-next-f32")
+
+
+@pytest.fixture(scope="session")
 def photo(tmp_path_factory) -> Path:
     """A seeded random RGB image of an odd size."""
     path = tmp_path_factory.mktemp("images") / "photo.png"

@@ -13,7 +13,7 @@ from edge.manifest import ImagePreprocess, PromptLayout
 from edge.export.registry import FamilySpec, VisionPart, register
 
 # PIL's resample codes as HF processor configs store them.
-_RESAMPLE = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "box", 5: "hamming"}
+RESAMPLE_NAMES = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "box", 5: "hamming"}
 
 
 class LlavaVision(torch.nn.Module):
@@ -70,7 +70,7 @@ def clip_preprocess(src: Path, cfg) -> ImagePreprocess:
         do_center_crop=bool(pc.get("do_center_crop", True)),
         do_rescale=bool(pc.get("do_rescale", True)),
         do_normalize=bool(pc.get("do_normalize", True)),
-        resample=_RESAMPLE.get(pc.get("resample", 3), "bicubic"),
+        resample=RESAMPLE_NAMES.get(pc.get("resample", 3), "bicubic"),
         rescale_factor=float(pc.get("rescale_factor", 1 / 255)),
         mean=[float(x) for x in pc.get("image_mean", [0.0, 0.0, 0.0])],
         std=[float(x) for x in pc.get("image_std", [1.0, 1.0, 1.0])],

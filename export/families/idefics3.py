@@ -1,0 +1,120 @@
+"""Idefics3 / SmolVLM (transformers ``Idefics3ForConditionalGeneration``): a SigLIP-like
+tower on fixed-size tiles, a pixel-shuffle connector, a Llama LLM. Images are split into
+tiles plus a global image (Idefics3 image splitting) with row/column tokens in the prompt."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from edge.errors import ExportError
+from edge.manifest import ImagePreprocess, PromptLayout
+from edge.export.registry import FamilySpec, VisionPart, register
+from edge.export.families.llava import RESAMPLE_NAMES
+
+
+class Idefics3Vision(torch.nn.Module):
+    """One full tile -> connector output, as ``get_image_features`` computes it for an
+    unpadded tile. The position ids of a full tile are computed once, here, the way
+    ``Idefics3VisionEmbeddings`` derives them from an all-ones patch mask, because its
+    per-image loop and ``bucketize`` do not trace."""
+
+    def __init__(self, model) -> None:
+        super().__init__()
+        vm = model.model.vision_model
+        self.patch_embedding = vm.embeddings.patch_embedding
+        self.position_embedding = vm.embeddings.position_embedding
+        self.encoder = vm.encoder
+        self.post_layernorm = vm.post_layernorm
+        self.connector = model.model.connector
+        side = vm.embeddings.num_patches_per_side
+        boundaries = torch.arange(1 / side, 1.0, 1 / side)
+        coords = torch.arange(side, dtype=torch.float32) / side * (1 - 1e-6)
+        buckets = torch.bucketize(coords, boundaries, right=True)
+        self.register_buffer("position_ids", (buckets[:, None] * side + buckets).flatten()[None], persistent=False)
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        x = self.patch_embedding(pixel_values).flatten(2).transpose(1, 2)
+        x = x + self.position_embedding(self.position_ids)
+        x = self.encoder(inputs_embeds=x).last_hidden_state
+        return self.connector(self.post_layernorm(x))
+
+
+def reference_features(model, pixel_values: torch.Tensor) -> torch.Tensor:
+    """transformers' own ``get_image_features`` on the tiles (one image of n tiles)."""
+    return model.get_image_features(pixel_values=pixel_values[None])
+
+
+def _processor_config(src: Path) -> dict:
+    path = src / "preprocessor_config.json"
+    if not path.is_file():
+        raise ExportError(f"{src} has no preprocessor_config.json (the image processor settings)")
+    pc = json.loads(path.read_text(encoding="utf-8"))
+    kind = pc.get("image_processor_type", "Idefics3ImageProcessor")
+    if kind not in ("Idefics3ImageProcessor", "Idefics3ImageProcessorFast"):
+        raise ExportError(f"image processor {kind} is not supported for the idefics3 family")
+    return pc
+
+
+def preprocess(src: Path, cfg) -> ImagePreprocess:
+    """Tile normalisation; the splitting parameters go to :func:`slicing`."""
+    pc = _processor_config(src)
+    tile = int(cfg.vision_config.image_size)
+    return ImagePreprocess(
+        scheme="idefics3",
+        image_size=tile,
+        shortest_edge=tile,
+        crop_height=tile,
+        crop_width=tile,
+        do_resize=bool(pc.get("do_resize", True)),
+        do_center_crop=False,
+        do_rescale=bool(pc.get("do_rescale", True)),
+        do_normalize=bool(pc.get("do_normalize", True)),
+        resample=RESAMPLE_NAMES.get(pc.get("resample", 1), "lanczos"),
+        rescale_factor=float(pc.get("rescale_factor", 1 / 255)),
+        mean=[float(x) for x in pc.get("image_mean", [0.5, 0.5, 0.5])],
+        std=[float(x) for x in pc.get("image_std", [0.5, 0.5, 0.5])],
+    )
+
+
+def slicing(src: Path, cfg) -> dict:
+    """Idefics3 image-splitting parameters and the prompt tokens around tiles."""
+    from edge.runtime.slicing_idefics3 import Idefics3Slicing
+
+    return Idefics3Slicing.from_processor_config(_processor_config(src), tokens_per_tile=tokens_per_tile(cfg)).to_dict()
+
+
+def tokens_per_tile(cfg) -> int:
+    """Rows per tile after the pixel shuffle: (tile/patch)^2 / scale^2."""
+    vc = cfg.vision_config
+    return (vc.image_size // vc.patch_size) ** 2 // cfg.scale_factor**2
+
+
+def prompt_layout(cfg, vocab: list[str]) -> PromptLayout:
+    return PromptLayout(image_marker="<image>")
+
+
+def _text_tensors(model):
+    for name, t in model.model.text_model.state_dict().items():
+        yield f"model.{name}", t
+    yield "lm_head.weight", model.lm_head.weight
+
+
+SPEC = register(
+    FamilySpec(
+        name="idefics3",
+        model_types=("idefics3",),
+        model_class="Idefics3ForConditionalGeneration",
+        text_config=lambda cfg: cfg.text_config,
+        text_tensors=_text_tensors,
+        vision=VisionPart(
+            module=Idefics3Vision,
+            reference=reference_features,
+            preprocess=preprocess,
+            slicing=slicing,
+            tokens_per_image=tokens_per_tile,
+            prompt=prompt_layout,
+        ),
+    )
+)

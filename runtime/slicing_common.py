@@ -1,0 +1,237 @@
+"""What the slicing schemes share: parameter checks, the token budget, pixel arithmetic.
+
+The schemes themselves live in ``slicing_idefics3``, ``slicing_anyres`` and
+``slicing_uhd``; :mod:`edge.runtime.slicing` is the public face. Conventions used by
+all of them:
+
+* sizes are ``(width, height)``, grids are ``(rows, cols)``, boxes are
+  ``(left, top, right, bottom)`` (PIL's crop box) in the image they are cut from;
+* a plan's ``tiles`` counts every frame the vision encoder sees (the global image /
+  overview / base image included) and ``image_tokens`` the embedding positions the
+  image takes in the LLM prompt (layout text such as ``<row_1_col_1>`` or newlines
+  *between* embeddings is not counted; LLaVA-NeXT's ``image_newline`` rows are
+  embeddings and are counted);
+* a **layout** is a list of text pieces (``str``) and frame indices (``int``): where
+  the embeddings of frame *i* go between the family's layout text.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Optional, Sequence, Union
+
+import numpy as np
+from PIL import Image
+
+from edge.errors import InputError
+
+from .preprocess import RESAMPLE_FILTERS
+
+__all__ = ["Box", "Layout", "check_limits", "resample_name", "merge_text", "plan_to_dict"]
+
+Box = tuple[int, int, int, int]
+Layout = list[Union[str, int]]
+
+_PIL_NAMES = {int(f): name for name, f in RESAMPLE_FILTERS.items()}
+
+
+def resample_name(value: Any) -> str:
+    """A resampling filter as its manifest name: HF stores ``PILImageResampling`` ints.
+
+    Raises:
+        InputError: not a known filter.
+    """
+    if isinstance(value, bool):
+        raise InputError(f"resample must be a filter name or PIL filter number, got {value!r}")
+    if isinstance(value, int) and value in _PIL_NAMES:
+        return _PIL_NAMES[value]
+    if isinstance(value, str) and value.lower() in RESAMPLE_FILTERS:
+        return value.lower()
+    raise InputError(f"unknown resample filter {value!r}; use one of {', '.join(RESAMPLE_FILTERS)}")
+
+
+def check_resample(value: Any) -> None:
+    """A parameter field holds a filter *name* (lower case), never HF's int."""
+    if not isinstance(value, str) or value not in RESAMPLE_FILTERS:
+        raise InputError(f"resample must be one of {', '.join(RESAMPLE_FILTERS)}, got {value!r}")
+
+
+def check_int(name: str, value: Any, minimum: int = 1) -> None:
+    """``value`` is an ``int`` (not a bool) of at least ``minimum``, else :class:`InputError`."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise InputError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def check_bool(name: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise InputError(f"{name} must be true or false, got {value!r}")
+
+
+def check_str(name: str, value: Any) -> None:
+    if not isinstance(value, str):
+        raise InputError(f"{name} must be a string, got {value!r}")
+
+
+def check_float(name: str, value: Any, positive: bool = True) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise InputError(f"{name} must be a finite number, got {value!r}")
+    if positive and value <= 0:
+        raise InputError(f"{name} must be > 0, got {value!r}")
+
+
+def check_mean_std(mean: Any, std: Any) -> None:
+    """Three finite means and three finite non-zero standard deviations."""
+    for name, values in (("mean", mean), ("std", std)):
+        if not isinstance(values, list) or len(values) != 3:
+            raise InputError(f"{name} must be a list of 3 numbers, got {values!r}")
+        for v in values:
+            check_float(name, v, positive=False)
+    if any(v == 0 for v in std):
+        raise InputError(f"std must be non-zero, got {std!r}")
+
+
+def float_list(values: Any, name: str) -> list[float]:
+    """HF configs hold mean/std as a list or a single float: always 3 floats here."""
+    if isinstance(values, (int, float)) and not isinstance(values, bool):
+        return [float(values)] * 3
+    if isinstance(values, (list, tuple)):
+        return [float(v) for v in values]
+    raise InputError(f"{name} must be a number or a list of numbers, got {values!r}")
+
+
+def check_limits(
+    max_tiles: Optional[int], max_image_tokens: Optional[int], max_upscale: Optional[float]
+) -> None:
+    """Validate a budget: positive integers, and an upscale limit of at least 1.0.
+
+    Raises:
+        InputError: a limit is zero, negative, or of the wrong type.
+    """
+    for name, value in (("max_tiles", max_tiles), ("max_image_tokens", max_image_tokens)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise InputError(f"{name} must be a positive integer, got {value!r}")
+    if max_upscale is not None:
+        if (
+            isinstance(max_upscale, bool)
+            or not isinstance(max_upscale, (int, float))
+            or not math.isfinite(max_upscale)
+            or max_upscale < 1.0
+        ):
+            raise InputError(f"max_upscale must be a number >= 1.0 (1.0: never enlarge), got {max_upscale!r}")
+
+
+def within(
+    tiles: int,
+    tokens: int,
+    upscale: float,
+    max_tiles: Optional[int],
+    max_image_tokens: Optional[int],
+    max_upscale: Optional[float],
+) -> bool:
+    """Whether a candidate plan respects every limit that is set."""
+    return (
+        (max_tiles is None or tiles <= max_tiles)
+        and (max_image_tokens is None or tokens <= max_image_tokens)
+        and (max_upscale is None or upscale <= max_upscale + 1e-9)
+    )
+
+
+def limits_text(max_tiles: Optional[int], max_image_tokens: Optional[int], max_upscale: Optional[float]) -> str:
+    """``"max_tiles=5, max_upscale=1.0"``: the limits that are set, for messages."""
+    parts = [
+        f"{name}={value}"
+        for name, value in (("max_tiles", max_tiles), ("max_image_tokens", max_image_tokens), ("max_upscale", max_upscale))
+        if value is not None
+    ]
+    return ", ".join(parts)
+
+
+def check_minimum(min_tokens: int, max_image_tokens: Optional[int], what: str) -> None:
+    """The cheapest plan of a scheme (one frame) must fit the token limit."""
+    if max_image_tokens is not None and max_image_tokens < min_tokens:
+        raise InputError(
+            f"max_image_tokens={max_image_tokens} is below the {min_tokens} tokens of the smallest "
+            f"possible plan ({what})"
+        )
+
+
+def upscale_of(size: tuple[int, int], source: tuple[int, int]) -> float:
+    """The largest enlargement along either axis from ``source`` to ``size``."""
+    return max(size[0] / source[0], size[1] / source[1])
+
+
+def rgb_for(image: Image.Image, source: tuple[int, int]) -> Image.Image:
+    """``image`` in RGB, after checking it is the size the plan was made for.
+
+    A non-RGB image is converted with ``convert("RGB")``, as
+    ``transformers.image_utils.load_image`` and ``image_transforms.convert_to_rgb`` do.
+
+    Raises:
+        InputError: the image is not a PIL image of ``source`` size.
+    """
+    if not isinstance(image, Image.Image):
+        raise InputError(f"expected a PIL image, got {type(image).__name__}")
+    if tuple(image.size) != tuple(source):
+        raise InputError(
+            f"image is {image.width}x{image.height} but the plan was made for {source[0]}x{source[1]}"
+        )
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def resize(image: Image.Image, size: tuple[int, int], resample: str) -> Image.Image:
+    """Pillow resize on uint8 RGB, as ``transformers.image_transforms.resize`` does it.
+
+    Pillow returns a copy when the size does not change, so calling this for a no-op
+    resize gives the same bytes as HF, which always calls it.
+    """
+    return image.resize(size, resample=RESAMPLE_FILTERS[resample])
+
+
+def pixel_values(
+    frames: np.ndarray,
+    *,
+    do_rescale: bool,
+    rescale_factor: float,
+    do_normalize: bool,
+    mean: Sequence[float],
+    std: Sequence[float],
+) -> np.ndarray:
+    """uint8 ``[..., H, W, 3]`` -> float32 ``[..., 3, H, W]`` with HF's arithmetic.
+
+    ``image_transforms.rescale``: float64 multiply, then cast to float32;
+    ``image_transforms.normalize``: float32 ``(x - mean) / std`` with float32 mean/std.
+    """
+    if do_rescale:
+        values = (frames.astype(np.float64) * rescale_factor).astype(np.float32)
+    else:
+        values = frames.astype(np.float32)
+    if do_normalize:
+        values = (values - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+    return np.ascontiguousarray(np.moveaxis(values, -1, -3))
+
+
+def merge_text(pieces: Sequence[Union[str, int]]) -> Layout:
+    """Join adjacent text pieces of a layout and drop empty ones."""
+    out: Layout = []
+    for piece in pieces:
+        if isinstance(piece, str):
+            if not piece:
+                continue
+            if out and isinstance(out[-1], str):
+                out[-1] = out[-1] + piece
+                continue
+        out.append(piece)
+    return out
+
+
+def plan_to_dict(plan: Any) -> dict:
+    """A plan (any scheme) as plain JSON types, tuples as lists: for ``--json`` and goldens."""
+    from dataclasses import asdict
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        return value
+
+    return plain(asdict(plan))
