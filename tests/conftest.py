@@ -19,9 +19,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
-def run_cli(*args: str, stdin: str | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+def run_cli(*args: str, stdin: str | None = None, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run the ``edge`` CLI in a fresh process, as a user would."""
-    env = dict(os.environ, EDGE_DEBUG="")
+    env = dict(os.environ, EDGE_DEBUG="", **(env or {}))
     return subprocess.run(
         [sys.executable, "-m", "edge.apps.cli", *args],
         input=stdin, capture_output=True, text=True, timeout=timeout, env=env,
@@ -52,6 +52,21 @@ def tiny_llama_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_llama_bundle(tiny_llama_dir, tmp_path_factory) -> Path:
     return export_bundle(tiny_llama_dir, tmp_path_factory.mktemp("bundles") / "llama-f32")
+
+
+@pytest.fixture(scope="session")
+def smollm2_bundle(tmp_path_factory) -> Path:
+    """The real SmolLM2-135M-Instruct f16 bundle, made the way a new user gets it: the
+    first `edge run` without a bundle exports the default model into the cache."""
+    cache = tmp_path_factory.mktemp("edge-cache")
+    env = {"EDGE_CACHE": str(cache)}
+    proc = run_cli("run", "--prompt", "The capital of France is", "--no-template", "--max-tokens", "4",
+                   "--threads", THREADS, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "first run" in proc.stderr
+    bundles = list((cache / "bundles").iterdir())
+    assert len(bundles) == 1
+    return bundles[0]
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import models
-from conftest import export_bundle, run_cli
+from conftest import run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -18,11 +18,6 @@ PROMPTS = [
     "Water boils at a temperature of",
     "My favourite three colours are",
 ]
-
-
-@pytest.fixture(scope="module")
-def smollm2_bundle(tmp_path_factory):
-    return export_bundle(models.smollm2_gguf(), tmp_path_factory.mktemp("real") / "smollm2-f16", dtype="f16")
 
 
 @pytest.fixture(scope="module")
