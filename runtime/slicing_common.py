@@ -17,6 +17,7 @@ all of them:
 from __future__ import annotations
 
 import math
+from dataclasses import asdict
 from typing import Any, Optional, Sequence, Union
 
 import numpy as np
@@ -137,11 +138,8 @@ def within(
 
 def limits_text(max_tiles: Optional[int], max_image_tokens: Optional[int], max_upscale: Optional[float]) -> str:
     """``"max_tiles=5, max_upscale=1.0"``: the limits that are set, for messages."""
-    parts = [
-        f"{name}={value}"
-        for name, value in (("max_tiles", max_tiles), ("max_image_tokens", max_image_tokens), ("max_upscale", max_upscale))
-        if value is not None
-    ]
+    named = (("max_tiles", max_tiles), ("max_image_tokens", max_image_tokens), ("max_upscale", max_upscale))
+    parts = [f"{name}={value}" for name, value in named if value is not None]
     return ", ".join(parts)
 
 
@@ -152,11 +150,6 @@ def check_minimum(min_tokens: int, max_image_tokens: Optional[int], what: str) -
             f"max_image_tokens={max_image_tokens} is below the {min_tokens} tokens of the smallest "
             f"possible plan ({what})"
         )
-
-
-def upscale_of(size: tuple[int, int], source: tuple[int, int]) -> float:
-    """The largest enlargement along either axis from ``source`` to ``size``."""
-    return max(size[0] / source[0], size[1] / source[1])
 
 
 def rgb_for(image: Image.Image, source: tuple[int, int]) -> Image.Image:
@@ -225,7 +218,6 @@ def merge_text(pieces: Sequence[Union[str, int]]) -> Layout:
 
 def plan_to_dict(plan: Any) -> dict:
     """A plan (any scheme) as plain JSON types, tuples as lists: for ``--json`` and goldens."""
-    from dataclasses import asdict
 
     def plain(value: Any) -> Any:
         if isinstance(value, dict):

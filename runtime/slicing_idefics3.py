@@ -343,7 +343,8 @@ def _plan(source: tuple[int, int], params: Idefics3Slicing, edge: Optional[int])
     return Idefics3Plan(
         source=source, resized=resized, canvas=canvas, grid=(rows, cols), tile_boxes=tuple(boxes),
         global_size=(tile, tile), longest_edge=edge if edge is not None else max(source),
-        upscale=edge / max(source) if edge is not None else 1.0, tiles=tiles, image_tokens=tiles * params.tokens_per_tile, budget_applied=False, reason="",
+        upscale=edge / max(source) if edge is not None else 1.0, tiles=tiles,
+        image_tokens=tiles * params.tokens_per_tile, budget_applied=False, reason="",
     )
 
 

@@ -19,7 +19,7 @@ defaults ``max_slice_nums=9``, ``scale_resolution=448``, ``patch_size=14``):
 
 Rounding is Python's ``round`` (half to even) in double precision, as the reference.
 llama.cpp's ``mtmd_image_preprocessor_llava_uhd`` (tools/mtmd/mtmd-image.cpp) has the
-same grid search and refine arithmetic but differs on purpose-free details: it rounds
+same grid search and refine arithmetic but differs in three details: it rounds
 halves away from zero in float32 (``std::round``), slices whenever a side exceeds
 ``S`` (not the area), and stretches unsliced images to ``S x S``. The golden test
 (tests/unit/test_slicing_uhd.py) says how the two were compared.
@@ -90,7 +90,8 @@ class UhdSlicing:
         Raises:
             InputError: a bad value.
         """
-        tokens = {k: d[k] for k in ("im_start", "im_end", "slice_start", "slice_end", "im_id_start", "im_id_end") if k in d}
+        names = ("im_start", "im_end", "slice_start", "slice_end", "im_id_start", "im_id_end")
+        tokens = {k: d[k] for k in names if k in d}
         return cls(
             scale_resolution=d.get("scale_resolution", 448),
             patch_size=d.get("patch_size", 14),
