@@ -1,0 +1,233 @@
+"""Fidelity of a quantized bundle, measured against the bundle it was made from.
+
+Both bundles run exactly as a user would run them (``edge.runtime``: the bundle's own
+preprocessing, onnxruntime for the graphs, llama.cpp with the KV cache type the pipeline
+picks for the bundle's dtype), one after the other so only one LLM is in memory:
+
+1. :func:`observe` the reference: image embeddings of the probe images, next-token
+   log-probabilities at every position of the probe texts, the held-out paragraph's
+   negative log-likelihood, and greedy answers to the probe prompts (with images for VLMs);
+2. :func:`observe` the quantized bundle with the reference at hand, which computes top-1
+   agreement and KL(reference || quantized) position by position without keeping both
+   distributions, then :func:`compare` turns the two observations into the report.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+from PIL import Image
+
+from edge.manifest import Manifest, VisionSpec
+from edge.progress import NullProgress
+from edge.quantize.texts import GREEDY_PROMPTS, HELDOUT_TEXT, PROBE_TEXTS
+
+ANSWER_TOKENS = 24
+
+
+@dataclass(frozen=True)
+class Probes:
+    """What both bundles are run on."""
+
+    images: Sequence[Image.Image]
+    texts: Sequence[str] = PROBE_TEXTS
+    heldout: str = HELDOUT_TEXT
+    prompts: Sequence[str] = GREEDY_PROMPTS
+    answer_tokens: int = ANSWER_TOKENS
+    audio: Sequence[np.ndarray] = ()  # mono clips at the speech model's sample rate
+
+
+@dataclass
+class Observation:
+    """What one bundle produced on the probes."""
+
+    vision: Optional[np.ndarray] = None  # [n_images, T, D]
+    logprobs: list[np.ndarray] = field(default_factory=list)  # reference only: per text [n, vocab]
+    positions: int = 0
+    top1_agree: int = 0  # against the reference (quantized bundle only)
+    kl_sum: float = 0.0
+    kl_max: float = 0.0
+    heldout_nll: Optional[float] = None
+    heldout_tokens: int = 0
+    answers: list[list[int]] = field(default_factory=list)
+    with_images: bool = False
+    audio: Optional[np.ndarray] = None  # cross-attention K/V rows per clip [n_clips, rows, Dh]
+    transcripts: list[list[int]] = field(default_factory=list)  # greedy speech tokens per clip
+
+
+def pixel_values(images: Sequence[Image.Image], spec: VisionSpec) -> list[np.ndarray]:
+    """Each image through the bundle's own preprocessing: one ``[n, 3, H, W]`` array per image."""
+    from edge.runtime.preprocess import clip_pixel_values
+
+    pp = spec.preprocess
+    if getattr(pp, "scheme", None) == "clip":
+        return [clip_pixel_values([img], pp) for img in images]
+    # A scheme without a single-image planner here: the whole image resized to the graph's
+    # input, normalised as the manifest says. Both bundles see the same pixels either way.
+    _, _, h, w = spec.input.shape
+    mean = np.asarray(getattr(pp, "mean", [0.0] * 3), np.float32)
+    std = np.asarray(getattr(pp, "std", [1.0] * 3), np.float32)
+    out = []
+    for img in images:
+        arr = np.asarray(img.convert("RGB").resize((w, h), Image.Resampling.BICUBIC), np.float32) / 255.0
+        out.append(((arr - mean) / std).transpose(2, 0, 1)[None].astype(np.float32))
+    return out
+
+
+def observe(
+    root: Path,
+    manifest: Manifest,
+    probes: Probes,
+    threads: int = 0,
+    progress=NullProgress(),
+    reference: Optional[Observation] = None,
+    label: str = "reference",
+) -> Observation:
+    """Run one bundle on ``probes``; with ``reference``, compare next-token distributions on the fly."""
+    from edge.runtime.pipeline import Pipeline, RuntimeOptions
+    from edge.runtime.vision import SessionOptions, VisionEncoder
+
+    obs = Observation()
+    pipe = Pipeline(root, RuntimeOptions(threads=threads)) if manifest.llm is not None else None
+    try:
+        if manifest.vision is not None:
+            encoder = pipe.vision if pipe is not None else VisionEncoder(root, manifest.vision, SessionOptions(threads=threads))
+            outs = []
+            with progress.bar(len(probes.images), f"vision on {len(probes.images)} images ({label})") as advance:
+                for x in pixel_values(probes.images, manifest.vision):
+                    outs.append(encoder(x))
+                    advance(1)
+            obs.vision = np.concatenate(outs) if outs else None
+        if pipe is not None:
+            _observe_llm(pipe, probes, obs, reference, progress, label)
+        if getattr(manifest, "audio", None) is not None and probes.audio:
+            _observe_audio(root, manifest.audio, probes, obs, threads, progress, label)
+    finally:
+        if pipe is not None:
+            pipe.close()
+    return obs
+
+
+def _observe_llm(pipe, probes: Probes, obs: Observation, reference: Optional[Observation], progress, label: str) -> None:
+    from edge.runtime.pipeline import GenerateOptions
+
+    llm, spec = pipe.llm, pipe.manifest.llm
+    with progress.bar(len(probes.texts) + 1, f"LLM on {len(probes.texts) + 1} texts ({label})") as advance:
+        for i, text in enumerate(probes.texts):
+            lp = _logprobs(llm, llm.tokenize(text, add_bos=spec.add_bos))
+            obs.positions += len(lp)
+            if reference is None:
+                obs.logprobs.append(lp.astype(np.float32))
+            else:
+                ref = reference.logprobs[i].astype(np.float64)
+                obs.top1_agree += int(np.sum(ref.argmax(-1) == lp.argmax(-1)))
+                kl = np.sum(np.exp(ref) * (ref - lp), axis=-1)
+                obs.kl_sum += float(kl.sum())
+                obs.kl_max = max(obs.kl_max, float(kl.max()))
+            advance(1)
+        ids = llm.tokenize(probes.heldout, add_bos=spec.add_bos)
+        lp = _logprobs(llm, ids)
+        obs.heldout_tokens = len(ids) - 1
+        obs.heldout_nll = float(-np.mean(lp[np.arange(len(ids) - 1), ids[1:]]))
+        advance(1)
+    llm.rewind(0)
+    templated = bool(spec.chat_template)
+    options = GenerateOptions(max_tokens=probes.answer_tokens, template=templated)
+    with progress.bar(len(probes.prompts), f"greedy answers to {len(probes.prompts)} prompts ({label})") as advance:
+        for i, prompt in enumerate(probes.prompts):
+            images = [probes.images[i % len(probes.images)]] if pipe.vision is not None and i % 2 == 1 and probes.images else []
+            if images and not templated:
+                prompt = pipe.manifest.prompt.image_marker + "\n" + prompt
+            obs.with_images |= bool(images)
+            obs.answers.append(list(pipe.generate(prompt, images, options).tokens))
+            advance(1)
+
+
+def _observe_audio(root: Path, spec, probes: Probes, obs: Observation, threads: int, progress, label: str) -> None:
+    """Speech graphs on the probe clips: the encoder's cross-attention K/V (what the decoder
+    reads) and the greedy tokens of the decoder, under Whisper's decoding rules."""
+    from edge.runtime.mel import log_mel
+    from edge.runtime.vision import SessionOptions
+    from edge.runtime.whisper import TranscribeOptions, WhisperGraphs, greedy_decode
+
+    graphs = WhisperGraphs(root, spec, SessionOptions(threads=threads))
+    options = TranscribeOptions(timestamps=False, max_tokens=probes.answer_tokens)
+    rows = []
+    with progress.bar(len(probes.audio), f"speech graphs on {len(probes.audio)} clips ({label})") as advance:
+        for clip in probes.audio:
+            cross = graphs.encode(log_mel(clip, spec.features))
+            rows.append(np.concatenate([c.reshape(-1, c.shape[-1]) for c in cross]))
+            obs.transcripts.append(list(greedy_decode(graphs, cross, options)[0]))
+            advance(1)
+    obs.audio = np.stack(rows)
+
+
+def _logprobs(llm, ids: list[int]) -> np.ndarray:
+    """log-softmax of the logits at every position of ``ids`` (evaluated from position 0)."""
+    llm.rewind(0)
+    logits = llm.eval_tokens(ids, all_logits=True).astype(np.float64)
+    top = logits.max(-1, keepdims=True)
+    return logits - top - np.log(np.exp(logits - top).sum(-1, keepdims=True))
+
+
+def embedding_figures(ref: np.ndarray, ours: np.ndarray) -> dict[str, Any]:
+    """Cosine similarity (per embedding row and per image) and max |difference| of two outputs."""
+    a = ours.reshape(-1, ours.shape[-1]).astype(np.float64)
+    b = ref.reshape(-1, ref.shape[-1]).astype(np.float64)
+    rows = _cosine(a, b)
+    images = _cosine(ours.reshape(len(ours), -1).astype(np.float64), ref.reshape(len(ref), -1).astype(np.float64))
+    return {
+        "images": int(len(ref)),
+        "cosine_mean": float(rows.mean()),
+        "cosine_min": float(rows.min()),
+        "image_cosine_min": float(images.min()),
+        "max_abs_diff": float(np.abs(a - b).max()),
+        "ref_max_abs": float(np.abs(b).max()),
+    }
+
+
+def llm_figures(ref: Observation, ours: Observation) -> dict[str, Any]:
+    """Top-1 agreement, KL and perplexity of the quantized LLM against the reference."""
+    ppl_ref, ppl = math.exp(ref.heldout_nll), math.exp(ours.heldout_nll)
+    return {
+        "positions": ours.positions,
+        "top1_agreement": ours.top1_agree / max(ours.positions, 1),
+        "kl": ours.kl_sum / max(ours.positions, 1),
+        "kl_max": ours.kl_max,
+        "heldout_tokens": ours.heldout_tokens,
+        "perplexity_before": ppl_ref,
+        "perplexity_after": ppl,
+        "perplexity_change": ppl / ppl_ref - 1.0,
+    }
+
+
+def answer_figures(ref: Observation, ours: Observation, max_tokens: int) -> dict[str, Any]:
+    """How many greedy answers are identical, and how long the common prefixes are."""
+    return {"prompts": len(ref.answers), "max_tokens": max_tokens, "with_images": ref.with_images,
+            **_agreement(ref.answers, ours.answers, "answers")}
+
+
+def transcript_figures(ref: Observation, ours: Observation, max_tokens: int) -> dict[str, Any]:
+    """The same for the greedy speech tokens of the probe clips."""
+    return {"clips": len(ref.transcripts), "max_tokens": max_tokens,
+            **_agreement(ref.transcripts, ours.transcripts, "transcripts")}
+
+
+def _agreement(ref: list[list[int]], ours: list[list[int]], what: str) -> dict[str, Any]:
+    prefixes = [next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b))) for a, b in zip(ref, ours)]
+    same = [a == b for a, b in zip(ref, ours)]
+    return {
+        f"identical_{what}": sum(same) / max(len(same), 1),
+        "mean_matched_prefix": float(np.mean(prefixes)) if prefixes else 0.0,
+        f"mean_{what[:-1]}_tokens": float(np.mean([len(a) for a in ref])) if ref else 0.0,
+    }
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    na, nb = np.linalg.norm(a, axis=-1), np.linalg.norm(b, axis=-1)
+    cos = np.sum(a * b, -1) / np.maximum(na * nb, 1e-30)
+    # two all-zero rows are identical
+    return np.where((na == 0) & (nb == 0), 1.0, cos)
