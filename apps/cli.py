@@ -44,22 +44,43 @@ def export(
     force: bool = typer.Option(False, "--force", help="Replace OUT if it is an existing bundle."),
     threads: int = THREADS,
     as_json: bool = typer.Option(False, "--json", help="Print the manifest as JSON on stdout."),
+    quant: Optional[str] = typer.Option(None, "--quant", help="Also quantize with this recipe (q8, q4, q4-int4vision, npu-int8, npu-int8-a8); the fidelity report goes into the manifest."),
 ) -> None:
     """Export a checkpoint into a bundle, then check parity against transformers.
 
-    Example: edge export ./llava-1.5-7b-hf -o llava.bundle --dtype f16
+    Example: edge export ./llava-1.5-7b-hf -o llava.bundle --dtype f16 --quant q4
     """
+    from edge.apps import quantize_cmd
     from edge.export.api import ExportOptions, export as run_export
 
     options = ExportOptions(dtype=dtype, threads=threads, force=force)
-    manifest = run_export(src, out, options, TerminalProgress(quiet=as_json))
+    if quant is not None:
+        manifest = quantize_cmd.export_quantized(src, out, options, quant, [], TerminalProgress(quiet=as_json))
+    else:
+        manifest = run_export(src, out, options, TerminalProgress(quiet=as_json))
     if as_json:
         print(manifest.to_json(), end="")
     else:
-        parity = manifest.provenance.get("parity", {})
-        print(f"wrote {out} ({manifest.family}, {dtype})", file=sys.stderr)
-        for k, v in parity.items():
-            print(f"  {k}: {v}", file=sys.stderr)
+        quantize_cmd.print_export_summary(out, manifest, dtype, quant)
+
+
+@app.command()
+def quantize(
+    bundle: Path = typer.Argument(..., help="The bundle to quantize (f32 or f16; it is only read)."),
+    out: Path = typer.Option(..., "--out", "-o", help="The new bundle directory (written atomically)."),
+    recipe: str = typer.Option(..., "--recipe", "-r", help="q8, q4, q4-int4vision, npu-int8 or npu-int8-a8 (see docs/quantization.md)."),
+    image: List[Path] = typer.Option([], "--image", "-i", help="An image added to the generated calibration/fidelity set; repeat for several."),
+    force: bool = typer.Option(False, "--force", help="Replace OUT if it is an existing bundle."),
+    threads: int = THREADS,
+    as_json: bool = typer.Option(False, "--json", help="Print the fidelity report as JSON on stdout."),
+) -> None:
+    """Quantize a bundle into a new one and measure its fidelity against the original.
+
+    Example: edge quantize llava.bundle -o llava-q4.bundle --recipe q4
+    """
+    from edge.apps import quantize_cmd
+
+    quantize_cmd.quantize(bundle, out, recipe, image, force, threads, as_json, TerminalProgress(quiet=as_json))
 
 
 @app.command()
@@ -123,11 +144,13 @@ def chat(
     ctx: int = typer.Option(0, "--ctx", help="Context size in tokens (0 = the model's, at most 4096)."),
     max_image_tokens: Optional[int] = MAX_IMAGE_TOKENS,
     max_tiles: Optional[int] = MAX_TILES,
+    audio_bundle: Optional[Path] = typer.Option(None, "--audio-bundle", help="A Whisper bundle for spoken turns (/audio PATH, /mic)."),
     threads: int = THREADS,
 ) -> None:
     """Chat in the terminal; the KV cache is kept so each turn only evaluates what is new.
 
-    Commands: /image PATH (attach to the next message), /reset, /quit.
+    Commands: /image PATH (attach to the next message), /audio PATH and /mic (speak your
+    message; with --audio-bundle), /reset, /quit.
 
     Example: edge chat            (the offline default model)
     """
@@ -142,8 +165,57 @@ def chat(
         sampling=SamplingOptions(temperature=temperature, seed=seed),
         budget=Budget(max_tiles=max_tiles, max_image_tokens=max_image_tokens),
     )
-    pipe = edge.load(_bundle(bundle, threads, False), threads=threads, n_ctx=ctx)
+    pipe = edge.load(_bundle(bundle, threads, False), threads=threads, n_ctx=ctx, speech=audio_bundle)
     repl(pipe, options, system)
+
+
+@app.command()
+def transcribe(
+    bundle: Path = typer.Argument(..., help="A Whisper bundle (edge export of a Whisper or CTranslate2 model)."),
+    audio: Path = typer.Argument(..., help="An audio file: WAV, FLAC, OGG, MP3 (any rate, mono or stereo); long files stream."),
+    language: Optional[str] = typer.Option(None, "--language", help="Language code for multilingual models (default: detect)."),
+    task: str = typer.Option("transcribe", "--task", help="transcribe, or translate (to English; multilingual models)."),
+    no_timestamps: bool = typer.Option(False, "--no-timestamps", help="Plain text without timed segments."),
+    threads: int = THREADS,
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object: text, segments with times, real-time factor."),
+) -> None:
+    """Transcribe an audio file; segments print as each 30 s window is decoded.
+
+    Example: edge transcribe whisper.bundle meeting.flac --json
+    """
+    from edge.apps import speech_cmd
+    from edge.runtime.whisper import TranscribeOptions
+
+    options = TranscribeOptions(language=language, task=task, timestamps=not no_timestamps)
+    speech_cmd.transcribe(bundle, audio, options, threads, as_json)
+
+
+@app.command()
+def listen(
+    bundle: Path = typer.Argument(..., help="A Whisper bundle."),
+    step: float = typer.Option(0.0, "--step", help="Seconds between partial transcripts (sliding windows); 0 = cut utterances at pauses (VAD)."),
+    length: float = typer.Option(10.0, "--length", help="Window length in sliding mode; longest utterance in VAD mode (seconds, at most 30)."),
+    keep: float = typer.Option(0.2, "--keep", help="Seconds of audio carried into the next window (sliding mode)."),
+    silence: float = typer.Option(0.6, "--silence", help="Pause (seconds) that ends an utterance (VAD mode)."),
+    threshold: float = typer.Option(-45.0, "--threshold", help="Quietest speech level in dBFS (VAD mode)."),
+    max_lag: float = typer.Option(5.0, "--max-lag", help="Seconds of audio allowed to wait while transcription runs."),
+    on_lag: str = typer.Option("drop", "--on-lag", help="When audio waits longer than --max-lag: drop (skip to live audio, with a warning) or keep."),
+    device: Optional[str] = typer.Option(None, "--device", help="Input device name or index (default: the system's)."),
+    wav: Optional[Path] = typer.Option(None, "--file", help="Replay this audio file at real-time pace instead of the microphone."),
+    threads: int = THREADS,
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per transcript (start, end, final, text)."),
+) -> None:
+    """Transcribe the microphone live, printing each utterance as it ends (Ctrl-C stops).
+
+    Example: edge listen whisper.bundle --step 2 --length 8
+    """
+    from edge.apps import speech_cmd
+    from edge.runtime.stream import StreamOptions
+    from edge.runtime.whisper import TranscribeOptions
+
+    stream = StreamOptions(step_s=step, length_s=length, keep_s=keep, silence_s=silence, threshold_db=threshold,
+                           max_lag_s=max_lag, on_lag=on_lag, buffer_s=max(30.0, length, max_lag))
+    speech_cmd.listen(bundle, stream, TranscribeOptions(), threads, as_json, wav=wav, device=device)
 
 
 @app.command()
@@ -168,6 +240,10 @@ def inspect(
     if m.vision:
         v = m.vision
         print(f"vision  {v.file}  {v.dtype}  input={v.input.shape} tokens/image={v.tokens_per_image} marker={m.prompt.image_marker!r}")
+    if m.audio:
+        a = m.audio
+        print(f"audio   {a.encoder} + {a.decoder}  {a.dtype}  mels={a.features.n_mels} layers={a.kv_cache.layers} "
+              f"vocab={a.vocab_size} {'multilingual' if a.multilingual else 'English-only'}")
     for f in m.files.values():
         print(f"file    {f.path}  {f.bytes} bytes  sha256={f.sha256[:16]}...")
     for k, v in m.provenance.get("parity", {}).items():
@@ -205,6 +281,11 @@ def doctor(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) ->
     else:
         for k, v in info.items():
             print(f"{k}: {v}")
+
+
+from edge.apps.bench import bench  # noqa: E402  (`edge bench`, in its own module)
+
+app.command()(bench)
 
 
 def _kind(exc: BaseException) -> set[str]:

@@ -9,7 +9,8 @@ from edge.runtime.generate import FinishEvent
 from edge.runtime.image import load_image
 from edge.runtime.pipeline import GenerateOptions, Pipeline
 
-HELP = "commands: /image PATH (attach to your next message), /reset, /quit"
+HELP = ("commands: /image PATH (attach to your next message), /audio PATH or /mic (speak your message; "
+        "needs a speech model: --audio-bundle), /reset, /quit")
 
 
 def repl(pipe: Pipeline, options: GenerateOptions, system: Optional[str] = None) -> None:
@@ -49,7 +50,16 @@ def repl(pipe: Pipeline, options: GenerateOptions, system: Optional[str] = None)
             except EdgeError as exc:
                 print(f"error: {exc}", file=sys.stderr)
             continue
-        if line.startswith("/"):
+        if line == "/mic" or line == "/audio" or line.startswith("/audio "):
+            from edge.apps.speech_cmd import spoken_text
+
+            try:
+                line = spoken_text(pipe.speech, line)  # the transcript becomes the user's message
+                print(f"(heard: {line})", file=sys.stderr)
+            except EdgeError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                continue
+        elif line.startswith("/"):
             print(f"error: unknown command {line.split()[0]}; {HELP}", file=sys.stderr)
             continue
         try:

@@ -13,16 +13,32 @@ __version__ = "0.1.0"
 from edge.errors import BundleError, EdgeError, ExportError, ImageError, InputError  # noqa: E402
 
 
-def load(bundle, **options):
+def load(bundle, speech=None, **options):
     """Open a bundle and return a :class:`edge.runtime.pipeline.Pipeline`.
 
     Keyword options are those of :class:`edge.runtime.pipeline.RuntimeOptions`
-    (``threads``, ``n_ctx``, ``verbose``).
+    (``threads``, ``n_ctx``, ``verbose``). ``speech`` names a Whisper bundle (or is a
+    :class:`edge.runtime.whisper.Transcriber`) for spoken turns: ``pipe.stream(prompt,
+    audio=["question.wav"])``; a bundle that carries its own audio component needs none.
     """
     # Imported here: the contract does not import the runtime at module level.
     from edge.runtime.pipeline import Pipeline, RuntimeOptions
 
-    return Pipeline(bundle, RuntimeOptions(**options))
+    runtime = RuntimeOptions(**options)
+    pipe = Pipeline(bundle, runtime)
+    if speech is not None:
+        pipe.speech = speech if hasattr(speech, "transcribe") else load_speech(speech, threads=runtime.threads)
+    return pipe
 
 
-__all__ = ["load", "EdgeError", "InputError", "ImageError", "BundleError", "ExportError", "__version__"]
+def load_speech(bundle, threads: int = 0):
+    """Open a bundle's speech component: a :class:`edge.runtime.whisper.Transcriber`.
+
+    ``load_speech("whisper.bundle").transcribe("talk.flac").text``
+    """
+    from edge.runtime.whisper import Transcriber
+
+    return Transcriber(bundle, threads=threads)
+
+
+__all__ = ["load", "load_speech", "EdgeError", "InputError", "ImageError", "BundleError", "ExportError", "__version__"]

@@ -26,6 +26,10 @@ class ImageError(InputError):
     """An image file that is missing, empty, not an image, truncated or too large."""
 
 
+class AudioError(InputError):
+    """An audio file or array that is missing, empty, not audio, corrupt or of a bad sample rate."""
+
+
 class BundleError(EdgeError):
     """A bundle that is missing, incomplete, corrupt or of an unknown schema."""
 

@@ -150,17 +150,19 @@ class SpeechTokens:
     suppress: list[int] = field(default_factory=list)
     suppress_at_begin: list[int] = field(default_factory=list)
     # the first timestamp may be at most this many 0.02 s steps into a window
-    max_initial_timestamp_index: int = 50
+    max_initial_timestamp_index: Optional[int] = 50
     time_precision: float = 0.02
 
 
 @dataclass(frozen=True)
 class KVCacheLayout:
-    """The decoder's KV cache: stacked per layer, ``axes`` name the dimensions of each tensor.
+    """The decoder's KV cache: one tensor per layer and kind, ``axes`` name its dimensions.
 
-    Self-attention K/V grow by one position per decoded token (the decoder returns
-    the cache with the new positions appended); cross-attention K/V come from the
-    encoder once per window.
+    Tensor names in ``encoder_io``/``decoder_io`` are templates: layer ``i`` of
+    ``cross_k.{layer}`` is ``cross_k.0``, ``cross_k.1``... (separate tensors, so no graph
+    has to split a stacked cache at every step). Self-attention K/V grow by the tokens
+    fed (the decoder returns the cache with the new positions appended); cross-attention
+    K/V come from the encoder once per window.
     """
 
     layers: int
@@ -168,7 +170,11 @@ class KVCacheLayout:
     head_dim: int
     max_positions: int
     encoder_positions: int
-    axes: list[str] = field(default_factory=lambda: ["layer", "batch", "head", "position", "head_dim"])
+    axes: list[str] = field(default_factory=lambda: ["batch", "head", "position", "head_dim"])
+
+    def names(self, template: str) -> list[str]:
+        """The per-layer tensor names of a ``{layer}`` template."""
+        return [template.format(layer=i) for i in range(self.layers)]
 
 
 @dataclass(frozen=True)

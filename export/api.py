@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Optional
@@ -23,7 +24,7 @@ from edge.runtime.llm import LLM, LLMOptions
 from edge.runtime.prompt import Message, detect_content_format, render_chat
 from edge.export import parity, tokenizer as tokmod
 from edge.export.gguf_writer import LlamaHParams, write_llama_gguf
-from edge.export.registry import FamilySpec, spec_for
+from edge.export.registry import FamilySpec, importer_for, spec_for, speech_spec_for
 from edge.export.source import Source, gguf_fields, resolve
 
 LLM_FILE = "llm.gguf"
@@ -55,7 +56,16 @@ def export(src: str, out: Path, options: ExportOptions = ExportOptions(), progre
     torch.set_num_threads(options.threads or torch.get_num_threads())
     progress.stage(f"reading {src}")
     source = resolve(src)
+    importer = None if source.gguf_file else importer_for(source.path)
+    if importer is not None:  # a foreign format (CTranslate2...): convert to a HF checkpoint, export that
+        with tempfile.TemporaryDirectory(prefix="edge-import-") as tmp:
+            progress.stage(f"importing the {importer.name} model in {source.path}")
+            hf_dir = importer.convert(source.path, Path(tmp) / f"{source.path.parent.name}.{source.label}")
+            return export(str(hf_dir), out, options, progress)
     config = _load(lambda: transformers.AutoConfig.from_pretrained(source.path, **source.hf_kwargs()), "config")
+    speech = speech_spec_for(getattr(config, "model_type", "?"))
+    if speech is not None:  # speech families (Whisper) write their own kind of bundle
+        return speech.export(source, config, out, options, progress)
     spec = spec_for(getattr(config, "model_type", "?"))
     tok, hf_tok = _tokenizer(source)
     progress.stage(f"loading {spec.name} model with transformers")

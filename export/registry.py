@@ -76,9 +76,71 @@ def spec_for(model_type: str) -> FamilySpec:
     """The family of a HF ``model_type``, or an :class:`ExportError` listing what is supported."""
     _load_builtin()
     if model_type not in _REGISTRY:
-        known = ", ".join(sorted(_REGISTRY))
+        known = ", ".join(sorted(set(_REGISTRY) | set(_SPEECH)))
         raise ExportError(f"unsupported model_type {model_type!r} (supported: {known})")
     return _REGISTRY[model_type]
+
+
+@dataclass(frozen=True)
+class SpeechSpec:
+    """A speech-recognition family (encoder-decoder ASR such as Whisper).
+
+    It has no LLM and no vision tower, so it brings its own exporter, which writes a
+    whole bundle with an ``audio`` component.
+    """
+
+    name: str
+    model_types: tuple[str, ...]
+    # (source, config, out, ExportOptions, progress) -> Manifest
+    export: Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class Importer:
+    """A foreign checkpoint format (e.g. CTranslate2) that is converted to a HF checkpoint first."""
+
+    name: str
+    # directory -> whether it holds this format
+    detect: Callable[[Path], bool]
+    # (source directory, empty destination directory) -> the HF checkpoint directory written
+    convert: Callable[[Path, Path], Path]
+
+
+_SPEECH: dict[str, SpeechSpec] = {}
+_IMPORTERS: list[Importer] = []
+
+
+def register_speech(spec: SpeechSpec) -> SpeechSpec:
+    """Add a speech family; its model types may not belong to another family."""
+    for mt in spec.model_types:
+        if mt in _REGISTRY or mt in _SPEECH:
+            raise ValueError(f"model_type {mt!r} is already registered")
+        _SPEECH[mt] = spec
+    return spec
+
+
+def speech_families() -> dict[str, SpeechSpec]:
+    """All registered speech families by name."""
+    _load_builtin()
+    return {s.name: s for s in _SPEECH.values()}
+
+
+def speech_spec_for(model_type: str) -> Optional[SpeechSpec]:
+    """The speech family of a HF ``model_type``, or None."""
+    _load_builtin()
+    return _SPEECH.get(model_type)
+
+
+def register_importer(importer: Importer) -> Importer:
+    """Add a foreign checkpoint format."""
+    _IMPORTERS.append(importer)
+    return importer
+
+
+def importer_for(path: Path) -> Optional[Importer]:
+    """The importer that recognises the directory ``path``, or None."""
+    _load_builtin()
+    return next((imp for imp in _IMPORTERS if path.is_dir() and imp.detect(path)), None)
 
 
 def _load_builtin() -> None:

@@ -10,9 +10,11 @@ from __future__ import annotations
 import collections
 import ctypes
 import os
+import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import llama_cpp as lc
 import numpy as np
@@ -51,11 +53,15 @@ class _Log:
 
     verbose = False
     recent: collections.deque = collections.deque(maxlen=20)
+    # called with every log text while set (quantize_gguf reads its progress from it)
+    listener: Optional[Callable[[str], None]] = None
 
     @staticmethod
     def _callback(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
         line = text.decode("utf-8", errors="replace")
         _Log.recent.append(line.strip())
+        if _Log.listener is not None:
+            _Log.listener(line)
         if _Log.verbose:
             import sys
 
@@ -82,6 +88,74 @@ def system_info() -> str:
 def backend_version() -> str:
     """The llama-cpp-python version."""
     return lc.__version__
+
+
+# llama.cpp's quantization types, by the names its ``llama-quantize`` tool uses (``llama_ftype``).
+GGUF_QUANT_TYPES: dict[str, int] = {
+    "Q8_0": lc.LLAMA_FTYPE_MOSTLY_Q8_0,
+    "Q6_K": lc.LLAMA_FTYPE_MOSTLY_Q6_K,
+    "Q5_K_M": lc.LLAMA_FTYPE_MOSTLY_Q5_K_M,
+    "Q5_K_S": lc.LLAMA_FTYPE_MOSTLY_Q5_K_S,
+    "Q5_0": lc.LLAMA_FTYPE_MOSTLY_Q5_0,
+    "Q4_K_M": lc.LLAMA_FTYPE_MOSTLY_Q4_K_M,
+    "Q4_K_S": lc.LLAMA_FTYPE_MOSTLY_Q4_K_S,
+    "Q4_0": lc.LLAMA_FTYPE_MOSTLY_Q4_0,
+    "Q3_K_M": lc.LLAMA_FTYPE_MOSTLY_Q3_K_M,
+    "Q2_K": lc.LLAMA_FTYPE_MOSTLY_Q2_K,
+}
+# llama_model_quantize logs one "[  12/ 272] name ..." line per tensor it writes
+_TENSOR_LINE = re.compile(r"\[\s*(\d+)/\s*(\d+)\]")
+
+
+def quantize_gguf(
+    src: Path, dst: Path, ftype: str, threads: int = 0, progress: Optional[Callable[[int, int], None]] = None
+) -> None:
+    """Quantize the GGUF ``src`` into ``dst`` with llama.cpp's own quantizer (``llama_model_quantize``).
+
+    ``ftype`` names a type of :data:`GGUF_QUANT_TYPES`. llama.cpp picks each tensor's type
+    itself (the ``_M`` mixes keep some tensors at higher precision; rows whose width does not
+    fit a 256-wide k-quant block fall back to a 32-wide type, e.g. Q4_K -> Q5_0). 1-D tensors
+    stay f32. ``progress(done, total)`` reports the tensors written so far.
+
+    The C call cannot be cancelled, so it runs in a daemon thread while this thread waits:
+    Ctrl-C (or an exception raised by ``progress``) returns at once and leaves the thread to
+    finish writing ``dst``, which the caller then discards.
+
+    Raises:
+        InputError: an unknown ``ftype``.
+        RuntimeFailure: llama.cpp refused the file (its last log line says why).
+    """
+    if ftype not in GGUF_QUANT_TYPES:
+        raise InputError(f"unknown GGUF quantization {ftype!r} (known: {', '.join(GGUF_QUANT_TYPES)})")
+    _Log.install(False)
+    lc.llama_backend_init()
+    params = lc.llama_model_quantize_default_params()
+    params.nthread = threads or max(1, os.cpu_count() or 1)
+    params.ftype = GGUF_QUANT_TYPES[ftype]
+    state = {"done": 0, "total": 0, "rc": None}
+
+    def listen(text: str) -> None:
+        match = _TENSOR_LINE.search(text)
+        if match:
+            state["done"], state["total"] = int(match.group(1)), int(match.group(2))
+
+    def work() -> None:
+        state["rc"] = int(lc.llama_model_quantize(str(src).encode(), str(dst).encode(), ctypes.byref(params)))
+
+    _Log.listener = listen
+    try:
+        worker = threading.Thread(target=work, name="llama-quantize", daemon=True)
+        worker.start()
+        alive = True
+        while alive:
+            worker.join(0.1)
+            alive = worker.is_alive()
+            if progress is not None:
+                progress(state["done"], state["total"])
+    finally:
+        _Log.listener = None
+    if state["rc"] != 0:
+        raise RuntimeFailure(f"llama.cpp cannot quantize {Path(src).name} to {ftype}: {_Log.last_error()}")
 
 
 class LLM:

@@ -102,18 +102,37 @@ class Pipeline:
         # image embeddings are valid for this exact vision graph only
         self._vision_id = m.files[m.vision.file].sha256 if m.vision else m.name
         self._seq: list = []  # what the KV cache holds: token ids (int) and _Image items
+        # speech -> text for spoken turns: the bundle's own audio component, or one set by edge.load(speech=...)
+        self.speech = None
+        if m.audio is not None:
+            from edge.runtime.whisper import Transcriber
+
+            self.speech = Transcriber(self.root, threads=options.threads)
 
     # --- public API -----------------------------------------------------------------
-    def stream(self, prompt: str, images: Sequence = (), options: GenerateOptions = GenerateOptions()) -> Iterator[Event]:
-        """Answer one prompt (with images), streaming :class:`TokenEvent` then :class:`FinishEvent`."""
+    def stream(self, prompt: str, images: Sequence = (), options: GenerateOptions = GenerateOptions(), audio: Sequence = ()) -> Iterator[Event]:
+        """Answer one prompt (with images), streaming :class:`TokenEvent` then :class:`FinishEvent`.
+
+        ``audio`` (files, or ``(samples, rate)`` arrays) is transcribed and appended to the prompt.
+        """
+        prompt = self.hear(prompt, audio)
         if options.template:
             msgs = ([Message("system", options.system)] if options.system else []) + [Message("user", prompt, tuple(images))]
             return self.stream_messages(msgs, options)
         return self._run(prompt, list(images), options, raw=True)
 
-    def generate(self, prompt: str, images: Sequence = (), options: GenerateOptions = GenerateOptions()) -> Result:
+    def generate(self, prompt: str, images: Sequence = (), options: GenerateOptions = GenerateOptions(), audio: Sequence = ()) -> Result:
         """Blocking form of :meth:`stream`."""
-        return join(self.stream(prompt, images, options))
+        return join(self.stream(prompt, images, options, audio))
+
+    def hear(self, prompt: str, audio: Sequence = ()) -> str:
+        """``prompt`` followed by the transcript of each audio input (a spoken turn)."""
+        if not audio:
+            return prompt
+        if self.speech is None:
+            raise InputError("no speech model: pass speech=WHISPER_BUNDLE to edge.load (or --audio-bundle)")
+        texts = [self.speech.transcribe(a).text for a in audio]
+        return "\n".join(t for t in [prompt.strip(), *texts] if t)
 
     def stream_messages(self, messages: Sequence[Message], options: GenerateOptions = GenerateOptions()) -> Iterator[Event]:
         """Answer a whole conversation rendered through the bundle's chat template."""
@@ -124,6 +143,12 @@ class Pipeline:
     def chat(self, system: Optional[str] = None) -> "ChatSession":
         """A multi-turn conversation that reuses the KV cache between turns."""
         return ChatSession(self, system)
+
+    def reset(self) -> None:
+        """Forget the KV cache and the image embedding cache: the next request starts from
+        scratch, as the first one after loading (benchmarks, memory pressure)."""
+        self._forget()
+        self.cache = EmbeddingCache(self.cache.max_bytes)
 
     def close(self) -> None:
         """Release the backends."""
@@ -286,8 +311,9 @@ class ChatSession:
         self.system = system
         self.messages: list[Message] = []
 
-    def send(self, text: str, images: Sequence = (), options: GenerateOptions = GenerateOptions()) -> Iterator[Event]:
-        """Add a user turn and stream the assistant's answer (recorded when it finishes)."""
+    def send(self, text: str, images: Sequence = (), options: GenerateOptions = GenerateOptions(), audio: Sequence = ()) -> Iterator[Event]:
+        """Add a user turn and stream the assistant's answer (recorded when it finishes); ``audio`` is transcribed into it."""
+        text = self.pipeline.hear(text, audio)
         msgs = ([Message("system", self.system)] if self.system else []) + self.messages + [Message("user", text, tuple(images))]
         stream = self.pipeline.stream_messages(msgs, options)  # validates before anything is recorded
         self.messages.append(Message("user", text, tuple(images)))

@@ -63,6 +63,15 @@ class VisionEncoder:
     def __call__(self, pixel_values: np.ndarray) -> np.ndarray:
         """Encode a batch of preprocessed images."""
         x = np.ascontiguousarray(pixel_values, dtype=np.float32)
+        fixed = self.spec.input.shape[0] if self.spec.input.shape else -1
+        if fixed > 0 and x.shape[0] != fixed:
+            # a graph with a fixed batch (static QDQ for NPUs): `fixed` images at a time, zero padded
+            parts = []
+            for i in range(0, x.shape[0], fixed):
+                chunk = x[i:i + fixed]
+                pad = np.zeros((fixed - len(chunk), *x.shape[1:]), np.float32)
+                parts.append(self(np.concatenate([chunk, pad]))[: len(chunk)])
+            return np.concatenate(parts) if parts else np.zeros((0, self.spec.tokens_per_image, self.spec.embed_dim), np.float32)
         try:
             (out,) = self._session.run([self.spec.output.name], {self.spec.input.name: x})
         except Exception as exc:

@@ -90,6 +90,28 @@ def tiny_llava_next_bundle(tiny_llava_next_dir, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_whisper_dir(tmp_path_factory) -> Path:
+    return models.tiny_whisper(tmp_path_factory.mktemp("tiny_whisper"))
+
+
+@pytest.fixture(scope="session")
+def tiny_whisper_bundle(tiny_whisper_dir, tmp_path_factory) -> Path:
+    return export_bundle(tiny_whisper_dir, tmp_path_factory.mktemp("bundles") / "whisper-f32")
+
+
+SPEECH_DIR = Path(__file__).parent / "data" / "speech"
+
+
+@pytest.fixture(scope="session")
+def speech_fixtures() -> dict[str, str]:
+    """The committed espeak-ng recordings (tests/data/speech) and their texts, by path."""
+    import json
+
+    texts = json.loads((SPEECH_DIR / "texts.json").read_text())["texts"]
+    return {str(SPEECH_DIR / name): text for name, text in texts.items()}
+
+
+@pytest.fixture(scope="session")
 def photo(tmp_path_factory) -> Path:
     """A seeded random RGB image of an odd size."""
     path = tmp_path_factory.mktemp("images") / "photo.png"

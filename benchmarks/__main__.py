@@ -1,0 +1,6 @@
+"""``python -m benchmarks``: the standard benchmark suite (see :mod:`benchmarks.suite`)."""
+import sys
+
+from .suite import main
+
+sys.exit(main())

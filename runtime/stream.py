@@ -1,0 +1,438 @@
+"""Live audio: a bounded ring buffer, energy VAD, step/length/keep windows and a lag policy.
+
+The shape follows whisper.cpp's ``examples/stream``: capture runs on its own (a device
+callback) into a ring buffer of bounded size; the loop takes what arrived, cuts it into
+pieces to transcribe, and when transcription falls behind it applies an explicit policy
+instead of letting latency grow without bound. Two ways to cut:
+
+* **VAD mode** (``step_s == 0``, the default): an energy detector on 30 ms frames, after
+  a 100 Hz high-pass (as whisper.cpp's ``vad_simple``), against an adaptive noise
+  floor; an utterance ends after ``silence_s`` of silence (or at ``length_s``).
+* **Sliding windows** (``step_s > 0``): every ``step_s`` of new audio, the current line
+  (up to ``length_s``) is transcribed again as a partial; every ``length_s / step_s - 1``
+  steps the line is final and the next one starts with the last ``keep_s`` of audio.
+
+Capture is behind :class:`AudioSource` (``read`` returns what arrived since the last
+call); :class:`WavSource` replays a file at real-time pace against a :class:`Clock`, so
+tests can run a minute of "live" audio in milliseconds with a :class:`ManualClock`.
+"""
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Optional, Protocol, Union
+
+import numpy as np
+
+from edge.errors import InputError
+from edge.runtime.audio import Resampler, mono, open_audio
+
+FRAME_S = 0.03
+
+
+@dataclass(frozen=True)
+class StreamOptions:
+    """How live audio is cut and what happens when transcription cannot keep up."""
+
+    step_s: float = 0.0        # > 0: sliding-window mode (whisper.cpp --step); 0: VAD mode
+    length_s: float = 10.0     # sliding mode: the window; VAD mode: the longest utterance
+    keep_s: float = 0.2        # sliding mode: audio carried into the next line
+    silence_s: float = 0.6     # VAD: silence that ends an utterance
+    min_speech_s: float = 0.2  # VAD: shorter bursts are ignored (clicks)
+    pad_s: float = 0.2         # VAD: audio kept before the first and after the last voiced frame
+    threshold_db: float = -45.0  # VAD: frames below this level (dBFS) are never speech
+    margin_db: float = 10.0      # VAD: ... nor those less than this above the noise floor
+    buffer_s: float = 30.0     # capture ring buffer; older audio is overwritten (and reported)
+    max_lag_s: float = 5.0     # audio waiting longer than this counts as falling behind
+    on_lag: str = "drop"       # "drop": skip to live audio with a warning; "keep": catch up later
+    sample_rate: int = 16000
+
+    def __post_init__(self) -> None:
+        if self.on_lag not in ("drop", "keep"):
+            raise InputError(f"lag policy must be drop or keep, got {self.on_lag!r}")
+        if self.step_s < 0 or self.length_s <= 0 or self.keep_s < 0 or self.max_lag_s <= 0:
+            raise InputError("step, length, keep and max lag must be positive")
+        if self.step_s > 0 and (self.step_s > self.length_s or self.keep_s >= self.length_s):
+            raise InputError(f"need step ({self.step_s}) <= length ({self.length_s}) and keep ({self.keep_s}) < length")
+        if self.length_s > 30.0:
+            raise InputError(f"length must be at most 30 s (one Whisper window), got {self.length_s}")
+        if self.buffer_s < max(self.length_s, self.max_lag_s):
+            raise InputError("the ring buffer must hold at least one window and the maximum lag")
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """A piece of audio to transcribe; ``final`` is False for a sliding-mode partial."""
+
+    audio: np.ndarray
+    start: float
+    end: float
+    final: bool = True
+
+
+@dataclass(frozen=True)
+class Dropped:
+    """Audio that was discarded: ``reason`` is ``lag`` (the policy) or ``overflow`` (the ring)."""
+
+    seconds: float
+    reason: str
+
+    @property
+    def message(self) -> str:
+        """The warning to show."""
+        why = "transcription is falling behind" if self.reason == "lag" else "the capture buffer overflowed"
+        return f"{why}: dropped {self.seconds:.1f} s of audio"
+
+
+Event = Union[Utterance, Dropped]
+
+
+class RingBuffer:
+    """A bounded FIFO of float32 samples; writing never blocks (the capture side may be a callback).
+
+    When full, the oldest samples are overwritten; their count is kept in ``dropped``.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        if capacity <= 0:
+            raise InputError("ring buffer capacity must be positive")
+        self._buf = np.zeros(capacity, np.float32)
+        self._start = 0   # index of the oldest sample
+        self._size = 0
+        self._lock = threading.Lock()
+        self.dropped = 0
+
+    @property
+    def capacity(self) -> int:
+        """Samples it holds at most."""
+        return self._buf.size
+
+    def __len__(self) -> int:
+        return self._size
+
+    def write(self, x: np.ndarray) -> None:
+        """Append samples, overwriting the oldest when full."""
+        x = np.asarray(x, np.float32).reshape(-1)
+        cap = self._buf.size
+        with self._lock:
+            if x.size >= cap:
+                self.dropped += self._size + x.size - cap
+                self._buf[:] = x[-cap:]
+                self._start, self._size = 0, cap
+                return
+            over = self._size + x.size - cap
+            if over > 0:
+                self.dropped += over
+                self._start = (self._start + over) % cap
+                self._size -= over
+            end = (self._start + self._size) % cap
+            first = min(x.size, cap - end)
+            self._buf[end:end + first] = x[:first]
+            self._buf[: x.size - first] = x[first:]
+            self._size += x.size
+
+    def read(self, max_samples: Optional[int] = None) -> np.ndarray:
+        """Remove and return the oldest samples (all of them by default), in order."""
+        with self._lock:
+            n = self._size if max_samples is None else min(max_samples, self._size)
+            idx = (self._start + np.arange(n)) % self._buf.size
+            out = self._buf[idx].copy()
+            self._start = (self._start + n) % self._buf.size
+            self._size -= n
+            return out
+
+    def take_dropped(self) -> int:
+        """Samples dropped since the last call."""
+        with self._lock:
+            n, self.dropped = self.dropped, 0
+            return n
+
+
+class Clock(Protocol):
+    """Time for the stream loop (injectable, so tests need not wait)."""
+
+    def now(self) -> float: ...
+    def sleep(self, seconds: float) -> None: ...
+
+
+class SystemClock:
+    """Wall-clock time."""
+
+    def now(self) -> float:
+        return time.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(max(0.0, seconds))
+
+
+class ManualClock:
+    """A clock that only moves when told: ``sleep`` advances it at once."""
+
+    def __init__(self, start: float = 0.0) -> None:
+        self.t = start
+
+    def now(self) -> float:
+        return self.t
+
+    def sleep(self, seconds: float) -> None:
+        self.t += max(0.0, seconds)
+
+    def advance(self, seconds: float) -> None:
+        """Let time pass (e.g. to stand for slow inference)."""
+        self.t += max(0.0, seconds)
+
+
+class AudioSource(Protocol):
+    """Where live audio comes from: a microphone, or a file replayed at real-time pace."""
+
+    sample_rate: int
+    ring: RingBuffer
+
+    def start(self) -> None: ...
+    def read(self) -> np.ndarray: ...
+    def stop(self) -> None: ...
+    @property
+    def finished(self) -> bool: ...
+
+
+class WavSource:
+    """Replays an audio file (any rate/channels; resampled, mixed to mono) at real-time pace.
+
+    At each :meth:`read`, the audio that the clock says has been "captured" since the
+    last read goes through the ring buffer, as a device callback would have written it,
+    so a slow reader sees overflow exactly as with a microphone.
+    """
+
+    def __init__(self, path: str | Path, clock: Clock, sample_rate: int = 16000, buffer_s: float = 30.0) -> None:
+        self.path = Path(path)
+        self.clock = clock
+        self.sample_rate = sample_rate
+        self.ring = RingBuffer(int(buffer_s * sample_rate))
+        self._file = None
+        self._pending = np.zeros(0, np.float32)
+        self._captured = 0
+        self._eof = False
+
+    def start(self) -> None:
+        """Open the file; time zero is now."""
+        self._file = open_audio(self.path)
+        self._resampler = Resampler(int(self._file.samplerate), self.sample_rate)
+        self._t0 = self.clock.now()
+
+    def read(self) -> np.ndarray:
+        """The samples "captured" since the last call (through the ring buffer)."""
+        due = int((self.clock.now() - self._t0) * self.sample_rate)
+        block = self.ring.capacity
+        while self._captured < due and not self.finished_capture:
+            need = min(due - self._captured, block)
+            while self._pending.size < need and not self._eof:
+                data = self._file.read(max(need, 4096), dtype="float32", always_2d=True)
+                x = self._resampler.process(mono(data)) if len(data) else self._resampler.flush()
+                self._eof = len(data) == 0
+                self._pending = np.concatenate([self._pending, x])
+            piece, self._pending = self._pending[:need], self._pending[need:]
+            self.ring.write(piece)
+            self._captured += piece.size
+            if piece.size == 0:
+                break
+        return self.ring.read()
+
+    @property
+    def finished_capture(self) -> bool:
+        """The whole file has been captured."""
+        return self._eof and self._pending.size == 0
+
+    @property
+    def finished(self) -> bool:
+        """Everything has been captured and read."""
+        return self.finished_capture and len(self.ring) == 0
+
+    def stop(self) -> None:
+        """Close the file."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def stream_events(source: AudioSource, options: StreamOptions = StreamOptions(), clock: Clock = SystemClock(),
+                  poll_s: float = 0.05, timeout_s: Optional[float] = None) -> Iterator[Event]:
+    """Utterances (and drop warnings) from a live source, until it is finished or the caller stops.
+
+    The caller transcribes each utterance before asking for the next; the audio that
+    arrives meanwhile waits in the ring buffer. On resuming, a backlog above
+    ``max_lag_s`` is discarded under the ``drop`` policy (with a :class:`Dropped`
+    event), so latency stays bounded; under ``keep`` it is processed late, and only
+    ring-buffer overflow loses audio (also reported). ``timeout_s`` ends the stream
+    (flushing what is open) after that much time on ``clock``.
+    """
+    seg = Segmenter(options)
+    rate = options.sample_rate
+    source.start()
+    t_end = None if timeout_s is None else clock.now() + timeout_s
+    try:
+        while True:
+            new = source.read()
+            lost = source.ring.take_dropped()
+            if lost:
+                seg.skip(lost)
+                yield Dropped(lost / rate, "overflow")
+            if options.on_lag == "drop" and new.size > options.max_lag_s * rate:
+                skip = new.size - int(options.keep_s * rate) if options.step_s else new.size
+                seg.skip(skip)
+                new = new[skip:]
+                yield Dropped(skip / rate, "lag")
+            for event in seg.push(new):
+                yield event
+            if source.finished or (t_end is not None and clock.now() >= t_end):
+                yield from seg.flush()
+                return
+            if new.size == 0:
+                clock.sleep(poll_s)
+    finally:
+        source.stop()
+
+
+class Segmenter:
+    """Cuts a stream of samples into utterances (VAD mode) or windows (sliding mode). Pure: no I/O."""
+
+    def __init__(self, options: StreamOptions = StreamOptions()) -> None:
+        self.o = options
+        self.rate = options.sample_rate
+        self.frame = int(FRAME_S * self.rate)
+        self.t = 0                      # samples seen (absolute stream position)
+        alpha = 1.0 / (1.0 + 2 * math.pi * 100.0 / self.rate)
+        self._hp_taps = alpha ** (np.arange(int(math.log(1e-6) / math.log(alpha)) + 1) + 1)
+        self._hp_hist = np.zeros(self._hp_taps.size)  # recent input differences (filter state)
+        self._hp_last = 0.0
+        self._noise_db = -90.0
+        self._partial = np.zeros(0, np.float32)  # samples not yet a whole frame
+        self._audio = np.zeros(0, np.float32)    # VAD: audio kept for the utterance (with pre-roll)
+        self._audio_start = 0
+        self._speech_start: Optional[int] = None
+        self._last_voice = 0
+        self._voiced = 0
+        # sliding mode
+        self._line = np.zeros(0, np.float32)
+        self._line_start = 0
+        self._since_step = 0
+        self._steps = 0
+
+    def skip(self, n: int) -> None:
+        """``n`` samples were lost: drop any utterance in progress and move the clock on."""
+        self.t += n
+        self._partial = np.zeros(0, np.float32)
+        self._audio, self._audio_start = np.zeros(0, np.float32), self.t
+        self._speech_start = None
+        self._voiced = 0
+        self._line, self._line_start, self._since_step = np.zeros(0, np.float32), self.t, 0
+
+    def push(self, x: np.ndarray) -> list[Utterance]:
+        """Feed samples; returns the utterances/windows they complete."""
+        x = np.asarray(x, np.float32).reshape(-1)
+        if x.size and not np.isfinite(x).all():
+            x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
+        return self._push_sliding(x) if self.o.step_s > 0 else self._push_vad(x)
+
+    def flush(self) -> list[Utterance]:
+        """End of stream: whatever is open becomes final."""
+        if self.o.step_s > 0:
+            if self._since_step and self._line.size:
+                return [self._window(final=True)]
+            return []
+        out = []
+        if self._speech_start is not None and self._voiced * self.frame >= self.o.min_speech_s * self.rate:
+            out.append(self._cut(self._audio_start + self._audio.size))
+        self._speech_start = None
+        return out
+
+    # --- sliding windows ------------------------------------------------------------
+    def _push_sliding(self, x: np.ndarray) -> list[Utterance]:
+        out = []
+        step = int(self.o.step_s * self.rate)
+        n_line = max(1, int(round(self.o.length_s / self.o.step_s)) - 1)  # whisper.cpp's n_new_line
+        while x.size:
+            take = min(x.size, step - self._since_step)
+            self._line = np.concatenate([self._line, x[:take]])
+            x, self._since_step, self.t = x[take:], self._since_step + take, self.t + take
+            limit = int(self.o.length_s * self.rate)
+            if self._line.size > limit:
+                cut = self._line.size - limit
+                self._line, self._line_start = self._line[cut:], self._line_start + cut
+            if self._since_step == step:
+                self._steps += 1
+                self._since_step = 0
+                out.append(self._window(final=self._steps % n_line == 0))
+        return out
+
+    def _window(self, final: bool) -> Utterance:
+        u = Utterance(self._line.copy(), self._line_start / self.rate, (self._line_start + self._line.size) / self.rate, final)
+        if final:
+            keep = int(self.o.keep_s * self.rate)
+            cut = max(0, self._line.size - keep)
+            self._line, self._line_start = self._line[cut:], self._line_start + cut
+            self._since_step = 0
+        return u
+
+    # --- VAD ------------------------------------------------------------------------
+    def _push_vad(self, x: np.ndarray) -> list[Utterance]:
+        out = []
+        data = np.concatenate([self._partial, x])
+        n = data.size // self.frame * self.frame
+        self._partial = data[n:]
+        if n == 0:
+            return out
+        self._audio = np.concatenate([self._audio, data[:n]])
+        pre = int(self.o.pad_s * self.rate)
+        for voiced in self._voiced_frames(data[:n]):
+            f_start = self.t
+            self.t += self.frame
+            if self._speech_start is None:
+                if voiced:
+                    self._speech_start, self._last_voice, self._voiced = f_start, self.t, 1
+                    self._drop_until(f_start - pre)  # keep the pre-roll only
+                continue
+            if voiced:
+                self._last_voice = self.t
+                self._voiced += 1
+            too_long = self.t - self._audio_start >= self.o.length_s * self.rate
+            if self.t - self._last_voice >= self.o.silence_s * self.rate or too_long:
+                end = self.t if too_long else min(self.t, self._last_voice + pre)
+                if self._voiced * self.frame >= self.o.min_speech_s * self.rate:
+                    out.append(self._cut(end))
+                else:
+                    self._drop_until(end)
+                self._speech_start = None
+                self._voiced = 0
+        if self._speech_start is None:
+            self._drop_until(self.t - pre)
+        return out
+
+    def _cut(self, end: int) -> Utterance:
+        n = end - self._audio_start
+        u = Utterance(self._audio[:n].copy(), self._audio_start / self.rate, end / self.rate, True)
+        self._drop_until(end)
+        return u
+
+    def _drop_until(self, pos: int) -> None:
+        cut = min(max(0, pos - self._audio_start), self._audio.size)
+        self._audio, self._audio_start = self._audio[cut:], self._audio_start + cut
+
+    def _voiced_frames(self, x: np.ndarray) -> list[bool]:
+        """Per frame: is it speech? (level in dBFS after a 100 Hz high-pass, against the noise floor)."""
+        # first-order high-pass y[n] = a (y[n-1] + x[n] - x[n-1]) (whisper.cpp's high_pass_filter),
+        # as a convolution of the differences with its impulse response a^(k+1), truncated at 1e-6
+        d = np.diff(np.concatenate([[self._hp_last], x.astype(np.float64)]))
+        self._hp_last = float(x[-1])
+        full = np.concatenate([self._hp_hist, d])
+        y = np.convolve(full, self._hp_taps)[self._hp_hist.size:full.size]
+        self._hp_hist = full[-self._hp_taps.size:]
+        levels = 10 * np.log10(np.mean(y.reshape(-1, self.frame) ** 2, axis=1) + 1e-12)
+        out = []
+        for level in levels:
+            out.append(bool(level > max(self.o.threshold_db, self._noise_db + self.o.margin_db)))
+            # the noise floor follows quiet frames down at once and creeps up slowly (3 dB/s)
+            self._noise_db = level if level < self._noise_db else self._noise_db + min(level - self._noise_db, 3.0 * FRAME_S)
+        return out

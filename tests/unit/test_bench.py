@@ -1,0 +1,82 @@
+"""The benchmark harness's pure parts: FLOPs, roofline bytes, medians, ratios and verdicts."""
+from __future__ import annotations
+
+import pytest
+
+from edge.apps.bench import harness
+
+roofline = harness("roofline")
+report = harness("report")
+procs = harness("procs")
+
+SMOLVLM = {"model_type": "idefics3", "scale_factor": 4, "text_config": {"hidden_size": 576},
+           "vision_config": {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12,
+                             "patch_size": 16, "image_size": 512}}
+
+
+def test_vision_flops_idefics3_tile():
+    n, h, i, d = 1024, 768, 3072, 576
+    layer = 2 * n * (4 * h * h + 2 * h * i) + 4 * n * n * h
+    expected = 2 * n * 3 * 16 * 16 * h + 12 * layer + 2 * (n // 16) * (h * 16) * d
+    assert roofline.vision_flops_per_tile(SMOLVLM) == expected
+    assert 214e9 < expected < 215e9
+
+
+def test_vision_flops_llava_skips_layers_after_the_feature_layer():
+    cfg = {"model_type": "llava", "vision_feature_layer": -2, "vision_feature_select_strategy": "default",
+           "text_config": {"hidden_size": 576},
+           "vision_config": {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12,
+                             "patch_size": 16, "image_size": 336}}
+    n, h = 442, 768  # 21 x 21 patches + the class token
+    layer = 2 * n * (4 * h * h + 2 * h * 3072) + 4 * n * n * h
+    expected = 2 * n * 3 * 256 * h + 11 * layer + 2 * 441 * (h * 576 + 576 * 576)
+    assert roofline.vision_flops_per_tile(cfg) == expected
+    assert roofline.vision_flops_per_tile({"model_type": "qwen2_vl", "vision_config": {}}) is None
+
+
+def test_bytes_per_token_counts_a_tied_embedding_and_the_kv_cache():
+    facts = {"weights_bytes": 1000, "token_embd_bytes": 300, "tied_output": True, "n_layer": 2, "n_head_kv": 3,
+             "head_dim": 4}
+    assert roofline.bytes_per_token(facts, 0) == 1000
+    assert roofline.bytes_per_token(facts, 10) == 1000 + 2 * 2 * 3 * 4 * 10 * 2
+    assert roofline.bytes_per_token(dict(facts, tied_output=False), 0) == 700
+
+
+def test_medians_are_fieldwise_and_keep_other_fields():
+    out = procs.medians([{"a": 1.0, "n": 3, "s": "x"}, {"a": 5.0, "n": 1, "s": "y"}, {"a": 2.0, "n": 2, "s": "z"}])
+    assert out == {"a": 2.0, "n": 2, "s": "x"}
+
+
+def _results(**over):
+    r = {"model": "m", "family": "llava", "llm_dtype": "f16", "vision_dtype": "f16",
+         "b2_warm": {"edge": {"ttft_ms": 100.0}, "transformers": {"ttft_ms": 400.0}, "llama.cpp": {"ttft_ms": 110.0}},
+         "b1": [{"budget": None, "edge": {"tile_ms": 50.0}, "llama.cpp": {"tile_ms": 100.0}}],
+         "b3": [{"depth": 0, "edge": {"decode_tok_s": 30.0}, "transformers": {"decode_tok_s": 12.0},
+                 "llama.cpp": {"decode_tok_s": 30.0}}],
+         "b4": {"edge": {"peak_rss": 2 << 20}, "llama.cpp": {"peak_rss": 1 << 20}},
+         "roofline": {"depths": [{"depth": 0, "edge_fraction": 0.5}]}}
+    r.update(over)
+    return r
+
+
+def test_ratio_rows_verdicts():
+    rows = {row["key"]: row for row in report.ratio_rows(_results())}
+    ttft = rows["ttft"]
+    assert ttft["ratio_transformers"] == pytest.approx(0.25) and ttft["ratio_llama.cpp"] == pytest.approx(100 / 110)
+    assert [t["met"] for t in ttft["targets"]] == [True, False]
+    decode = rows["decode0"]
+    assert [t["met"] for t in decode["targets"]] == [False, True]  # 2.5x transformers < 3x; 1.0x llama.cpp
+    assert rows["decode1"]["targets"][0]["met"] is None  # no second depth measured
+    assert rows["tile"]["ratio_llama.cpp"] == pytest.approx(0.5)
+    assert rows["tile"]["targets"][0]["met"] is None  # the target is for int8 vision
+    assert rows["rss"]["targets"][0]["met"] is False
+    assert rows["roofline"]["targets"][0]["met"] is True
+    int8 = {row["key"]: row for row in report.ratio_rows(_results(vision_dtype="int8"))}
+    assert int8["tile"]["targets"][0]["met"] is True
+
+
+def test_text_summary_and_markdown_name_every_metric():
+    text = report.text_summary(_results(not_measured={"transformers": "needs --source"}))
+    assert "NOT met" in text and "not measured: transformers: needs --source" in text
+    md = report.markdown_section(_results())
+    assert md.count("\n| ") >= len(report.METRICS) + 2
