@@ -10,7 +10,7 @@ from typing import Optional
 import numpy as np
 
 from edge.errors import EdgeError
-from edge.runtime.audio import Resampler, mono
+from edge.runtime.audio import Resampler
 from edge.runtime.stream import RingBuffer
 
 
@@ -36,9 +36,10 @@ def _sounddevice():
 class MicSource:
     """The default (or a named) input device, captured into a bounded ring buffer at ``sample_rate``.
 
-    The PortAudio callback only copies samples into the ring buffer (it must never
-    block); resampling happens in :meth:`read`, on the reading thread, when the
-    device cannot record at ``sample_rate`` itself.
+    The PortAudio callback only writes into the ring buffer (it must never block); when
+    the device cannot record at ``sample_rate`` itself, the callback also resamples its
+    block (a few hundred samples of numpy work), so the ring always holds audio at
+    ``sample_rate`` and dropped audio is counted in its samples.
     """
 
     def __init__(self, sample_rate: int = 16000, buffer_s: float = 30.0, device: Optional[str] = None) -> None:
@@ -59,7 +60,6 @@ class MicSource:
             except Exception:  # the device cannot record at 16 kHz: take its own rate, resample
                 rate = int(sd.query_devices(device, "input")["default_samplerate"])
                 self._resampler = Resampler(rate, self.sample_rate)
-                self.ring = RingBuffer(int(self.ring.capacity / self.sample_rate * rate))
             self._stream = sd.InputStream(
                 samplerate=rate, channels=1, dtype="float32", device=device, callback=self._callback
             )
@@ -70,12 +70,12 @@ class MicSource:
             raise MicrophoneError(f"cannot open the microphone: {' '.join(str(exc).split())[:200]}") from None
 
     def _callback(self, indata, frames, time_info, status) -> None:
-        self.ring.write(indata[:, 0])
+        x = indata[:, 0]
+        self.ring.write(self._resampler.process(x) if self._resampler is not None else x)
 
     def read(self) -> np.ndarray:
         """The samples captured since the last call."""
-        x = mono(self.ring.read())
-        return self._resampler.process(x) if self._resampler is not None else x
+        return self.ring.read()
 
     @property
     def finished(self) -> bool:

@@ -15,7 +15,7 @@ from edge.runtime.whisper import Transcriber, TranscribeOptions
 def transcribe(bundle: Path, audio: Path, options: TranscribeOptions, threads: int, as_json: bool) -> None:
     """Print the transcript of a file (segments stream to stdout as they are decoded)."""
     tr = Transcriber(bundle, threads=threads)
-    if as_json:
+    if as_json:  # quiet, as every --json command (segments print as they come without it)
         result = tr.transcribe(audio, options)
         print(json.dumps(result.as_dict(), ensure_ascii=False))
         return

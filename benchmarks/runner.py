@@ -179,7 +179,7 @@ def _vlm(ctx: Context, results: dict, images: list, logs: Path, progress) -> Non
             results["sides"][w.name] = {"load_ms": w.load_ms, "info": w.info}
         first = images[0]
         # B3 first: its prefills warm every side's LLM for B2; B1 warms the vision for B2
-        depth = _image_depth(workers, first, ctx) if m.vision is not None else 0
+        depth = _image_depth(first, ctx) if m.vision is not None else 0
         results["b3"] = _b3(workers, depth, ctx, progress)
         if m.vision is not None:
             results["b1"] = _b1(workers, images, ctx, progress)
@@ -191,6 +191,12 @@ def _vlm(ctx: Context, results: dict, images: list, logs: Path, progress) -> Non
         results["b2_cold"] = _cold(ctx, first, logs, progress)
     results["b4"] = _b4(results, ctx)
     results["roofline"] = _roofline(results, ctx, progress)
+
+
+def _alt(progress, desc: str, workers, op: str, args: dict, repeats: int, warmup: int = 0, per_side=None) -> dict:
+    """:func:`alternate` under a progress bar counting requests."""
+    with progress.bar((repeats + warmup) * len(workers), desc) as advance:
+        return alternate(workers, op, args, repeats, warmup=warmup, per_side=per_side, advance=advance)
 
 
 def _tile_flops(ctx: Context) -> Optional[float]:
@@ -206,8 +212,8 @@ def _b1(workers, images, ctx: Context, progress) -> list:
     rows = []
     progress.stage("B1 vision encode")
     for i, img in enumerate(images):
-        default = alternate(workers, "encode", {"image": str(img)}, o.rounds if not o.quick else 1,
-                            warmup=1 if i == 0 else 0)
+        default = _alt(progress, f"B1 {_label(img)}", workers, "encode", {"image": str(img)},
+                       o.rounds if not o.quick else 1, warmup=1 if i == 0 else 0)
         rows.append(_b1_row(img, None, default, flops))
         ours = default.get("edge", {}).get("median")
         if ours is None:
@@ -218,8 +224,8 @@ def _b1(workers, images, ctx: Context, progress) -> list:
             rows.append({"image": _label(img), "budget": budget, "skipped": "the bundle's scheme has no smaller plan"})
             continue
         per_side = {"transformers": {"longest_edge": probe.get("longest_edge")}}
-        res = alternate(workers, "encode", {"image": str(img), "max_image_tokens": budget},
-                        o.rounds if not o.quick else 1, per_side=per_side)
+        res = _alt(progress, f"B1 {_label(img)} budget {budget}", workers, "encode",
+                   {"image": str(img), "max_image_tokens": budget}, o.rounds if not o.quick else 1, per_side=per_side)
         rows.append(_b1_row(img, budget, res, flops))
     return rows
 
@@ -240,12 +246,10 @@ def _b1_row(img, budget, res: dict, flops: Optional[float]) -> dict:
         if med is None:
             row[side] = {k: v for k, v in entry.items() if k != "samples"}
             continue
-        tokens_per_tile = None
         tiles = med.get("tiles") or ours_tiles
         if med.get("tiles") is None and ours_tiles and res["edge"]["median"]["image_tokens"]:
             # llama.cpp reports tokens only: tiles from its token count at our tokens per tile
-            tokens_per_tile = res["edge"]["median"]["image_tokens"] / ours_tiles
-            tiles = round(med["image_tokens"] / tokens_per_tile) if tokens_per_tile else ours_tiles
+            tiles = round(med["image_tokens"] * ours_tiles / res["edge"]["median"]["image_tokens"])
         fig = {"image_ms": med["encode_ms"], "preprocess_ms": med["preprocess_ms"], "tiles": tiles,
                "image_tokens": med["image_tokens"], "tile_ms": med["encode_ms"] / tiles if tiles else None}
         if flops and tiles:
@@ -264,9 +268,9 @@ def _label(img: Path) -> str:
 def _b2_warm(workers, image: Path, ctx: Context, progress) -> dict:
     progress.stage("B2 time to first token (warm)")
     # --quick: B1 and B3 ran just before on the same image, which is warm-up enough
-    res = alternate(workers, "ttft", {"image": str(image), "prompt": ctx.options.prompt}, ctx.options.rounds,
-                    warmup=0 if ctx.options.quick else 1,
-                    per_side={"llama.cpp": {"prompt": _rendered_prompt(ctx)}})
+    res = _alt(progress, "B2 warm", workers, "ttft", {"image": str(image), "prompt": ctx.options.prompt},
+               ctx.options.rounds, warmup=0 if ctx.options.quick else 1,
+               per_side={"llama.cpp": {"prompt": _rendered_prompt(ctx)}})
     return {"image": _label(image), **{s: e.get("median", {k: v for k, v in e.items() if k != "samples"})
                                        for s, e in res.items()}}
 
@@ -279,7 +283,7 @@ def _rendered_prompt(ctx: Context) -> str:
     return render_chat(m.llm, m.prompt, [Message("user", ctx.options.prompt, ("image",))])
 
 
-def _image_depth(workers, image: Path, ctx: Context) -> int:
+def _image_depth(image: Path, ctx: Context) -> int:
     """LLM positions one image takes at the bundle's default slicing (edge's plan, without encoding)."""
     from edge.runtime.image import load_image
     from edge.runtime.images import Budget, scheme_for
@@ -299,7 +303,7 @@ def _b3(workers, depth: int, ctx: Context, progress) -> list:
     alternate(warm, "llm", {"ids": token_ids(64, vocab), "depth": 0, "n_gen": 8}, 0, warmup=1)
     for d in sorted({0, depth}):
         ids = token_ids(d + o.n_prompt, vocab, seed=d)
-        res = alternate(workers, "llm", {"ids": ids, "depth": d, "n_gen": o.n_gen}, o.rounds)
+        res = _alt(progress, f"B3 depth {d}", workers, "llm", {"ids": ids, "depth": d, "n_gen": o.n_gen}, o.rounds)
         rows.append({"depth": d, "n_prompt": o.n_prompt, "n_gen": o.n_gen,
                      **{s: e.get("median", {k: v for k, v in e.items() if k != "samples"}) for s, e in res.items()}})
     return rows
@@ -371,7 +375,7 @@ def _b5(ctx: Context, logs: Path, progress) -> dict:
                 workers.append(Worker(name, cfg, logs / f"{name}-speech.log").start())
             except NotAvailable as exc:
                 out[name] = {"not_available": str(exc)}
-        res = alternate(workers, "transcribe", {"audio": str(o.audio)}, o.rounds, warmup=1)
+        res = _alt(progress, "B5", workers, "transcribe", {"audio": str(o.audio)}, o.rounds, warmup=1)
     finally:
         for w in workers:
             w.stop()

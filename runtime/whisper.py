@@ -14,14 +14,15 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 import numpy as np
 
 from edge.bundle import load_manifest
 from edge.errors import BundleError, InputError, RuntimeFailure
 from edge.manifest import AudioSpec
-from edge.runtime.audio import AudioInput, stream_audio
+from edge.progress import NullProgress
+from edge.runtime.audio import AudioInput, audio_info, stream_audio
 from edge.runtime.mel import log_mel, n_window_samples
 from edge.runtime.vision import SessionOptions, open_session
 from edge.runtime.whisper_rules import Vocabulary, apply_rules, log_softmax, split_window
@@ -167,11 +168,16 @@ class Transcriber:
         return self.spec.features.sample_rate
 
     # --- public API -----------------------------------------------------------------
-    def transcribe(self, audio: AudioInput, options: TranscribeOptions = TranscribeOptions()) -> Transcript:
-        """Transcribe a file or an array (``(samples, rate)``, or samples at :attr:`sample_rate`)."""
+    def transcribe(self, audio: AudioInput, options: TranscribeOptions = TranscribeOptions(), progress=NullProgress()) -> Transcript:
+        """Transcribe a file or an array (``(samples, rate)``, or samples at :attr:`sample_rate`).
+
+        ``progress`` (the :mod:`edge.progress` interface) counts seconds of audio done.
+        """
         t0 = time.perf_counter()
         run = _Run(options.language)
-        segments = list(self.segments(audio, options, run))
+        with progress.bar(int(np.ceil(_seconds(audio, self.sample_rate))), "transcribing (seconds of audio)") as advance:
+            run.advance = advance
+            segments = list(self.segments(audio, options, run))
         return Transcript(
             text="".join(s.text for s in segments).strip(),
             segments=segments,
@@ -203,6 +209,8 @@ class Transcriber:
             yield from pieces
             step = max(1, min(int(round(consumed * rate)), chunk.size))
             buf, offset = buf[step:], offset + step
+            if run.advance is not None:
+                run.advance(step / rate)
 
     def transcribe_samples(self, samples: np.ndarray, options: TranscribeOptions = TranscribeOptions()) -> str:
         """Text of up to one window of mono samples at :attr:`sample_rate` (for streaming)."""
@@ -264,6 +272,19 @@ class _Run:
     samples: int = 0
     windows: int = 0
     timings: dict = field(default_factory=lambda: {"features_ms": 0.0, "encoder_ms": 0.0, "decoder_ms": 0.0})
+    advance: Optional[Callable[[float], None]] = None
+
+
+def _seconds(audio: AudioInput, rate: int) -> float:
+    """Length of the input in seconds (from the file header; 0 when it cannot be told)."""
+    try:
+        if isinstance(audio, tuple) and len(audio) == 2:
+            return len(audio[0]) / float(audio[1])
+        if isinstance(audio, np.ndarray):
+            return audio.shape[0] / rate
+        return audio_info(audio).duration
+    except Exception:  # a bad input is reported by the reader itself, with its own message
+        return 0.0
 
 
 def greedy_decode(graphs: WhisperGraphs, cross: tuple, options: TranscribeOptions, language: Optional[str] = None) -> tuple[list[int], float, float, Optional[str]]:

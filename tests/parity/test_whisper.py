@@ -191,3 +191,27 @@ def test_audio_and_mic_commands_in_chat(tiny_llama_bundle, tiny_whisper_bundle, 
     assert "error: audio file not found" in proc.stderr
     proc = run_cli("chat", str(tiny_llama_bundle), "--threads", "2", stdin=f"/audio {path}\n/mic\n/quit\n")
     assert proc.returncode == 0 and proc.stderr.count("error: no speech model") == 2
+
+
+def test_progress_counts_seconds_of_audio(transcriber, speech_fixtures):
+    from contextlib import contextmanager
+
+    class Recorder:  # the edge.progress interface, keeping what it is told
+        total, done = None, 0.0
+
+        def stage(self, text):
+            pass
+
+        @contextmanager
+        def bar(self, total, desc):
+            self.total = total
+
+            def advance(n=1):
+                self.done += n
+
+            yield advance
+
+    rec = Recorder()
+    path = next(p for p in speech_fixtures if p.endswith(".flac"))
+    result = transcriber.transcribe(path, TranscribeOptions(timestamps=False), rec)
+    assert rec.total == 4 and rec.done == pytest.approx(result.duration, abs=1e-3)
