@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(1, str(Path(__file__).parent.parent))  # the repository root: benchmarks.models
 import models  # noqa: E402
 
 THREADS = "2"
