@@ -93,6 +93,17 @@ def _load(hf_dir: Path):
 
 
 def _text(hf_dir: Path, dst: Path, tree: Path, llm_dtype: str, work: Path) -> None:
+    ftype = llm_dtype.upper()  # manifests write "f16", "q8_0", "q4_k_m"...; llama.cpp names "Q4_K_M"
+    first = dst if ftype in _OUTTYPES else work / "text-f16.gguf"
+    if not first.is_file():
+        _convert_text(hf_dir, first, tree, _OUTTYPES.get(ftype, "f16"), work)
+    if first != dst:
+        from edge.runtime.llm import quantize_gguf
+
+        quantize_gguf(first, dst, ftype)
+
+
+def _convert_text(hf_dir: Path, dst: Path, tree: Path, outtype: str, work: Path) -> None:
     from transformers import AutoTokenizer, LlamaForCausalLM
 
     model = _load(hf_dir)
@@ -108,15 +119,7 @@ def _text(hf_dir: Path, dst: Path, tree: Path, llm_dtype: str, work: Path) -> No
     lm.save_pretrained(folder)
     AutoTokenizer.from_pretrained(hf_dir).save_pretrained(folder)
     del model, lm
-    ftype = llm_dtype.upper()  # manifests write "f16", "q8_0", "q4_k_m"...; llama.cpp names "Q4_K_M"
-    outtype = _OUTTYPES.get(ftype, "f16")
-    first = dst if ftype in _OUTTYPES else work / "text-f16.gguf"
-    if not first.is_file():
-        _run(["convert_hf_to_gguf.py", folder, "--outtype", outtype, "--outfile", first], tree, "convert_hf_to_gguf.py")
-    if first != dst:
-        from edge.runtime.llm import quantize_gguf
-
-        quantize_gguf(first, dst, ftype)
+    _run(["convert_hf_to_gguf.py", folder, "--outtype", outtype, "--outfile", dst], tree, "convert_hf_to_gguf.py")
     shutil.rmtree(folder, ignore_errors=True)
 
 

@@ -161,9 +161,11 @@ class FasterWhisperPeer:
         return {"faster_whisper": faster_whisper.__version__, "compute_type": "int8"}
 
     def transcribe(self, audio: str) -> dict:
-        """Transcribe a 16 kHz wav greedily (beam 1, no VAD); real-time factor = wall / audio seconds."""
+        """Transcribe a 16 kHz wav as edge does: greedy (beam 1, temperature 0 without fallback), with
+        timestamps, no VAD, no conditioning on previous text; real-time factor = wall / audio seconds."""
         t0 = time.perf_counter()
-        segments, info = self.model.transcribe(audio, beam_size=1, vad_filter=False, condition_on_previous_text=False)
+        segments, info = self.model.transcribe(audio, beam_size=1, temperature=0.0, vad_filter=False,
+                                               condition_on_previous_text=False)
         text = "".join(s.text for s in segments).strip()  # the generator does the work
         wall = time.perf_counter() - t0
         return {"wall_ms": wall * 1e3, "audio_s": info.duration, "rtf": wall / max(info.duration, 1e-9),

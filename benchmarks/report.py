@@ -254,6 +254,7 @@ def chart(all_results: list[dict], path: Path) -> Optional[Path]:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        import matplotlib.ticker
     except ImportError:
         return None
     all_results = [r for r in all_results if r.get("llm_dtype") is not None]
@@ -274,6 +275,9 @@ def chart(all_results: list[dict], path: Path) -> Optional[Path]:
             ax.bar(xs, vals, width=0.38, label=f"vs {peer}")
         ax.axhline(1.0, color="black", linewidth=0.8)
         ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda y, _: f"{y:g}"))
+        ax.yaxis.set_minor_formatter(matplotlib.ticker.FuncFormatter(lambda y, _: f"{y:g}"))
+        ax.tick_params(axis="y", which="both", labelsize=7)
         ax.set_xticks(range(len(keys)))
         ax.set_xticklabels([names[k] for k in keys], rotation=30, ha="right", fontsize=8)
         ax.set_title(f"{results['model']} (LLM {results['llm_dtype']}, vision {results['vision_dtype']})", fontsize=9)

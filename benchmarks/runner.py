@@ -13,11 +13,8 @@ Phases (each alternates the sides request by request, after warm-ups; figures ar
 """
 from __future__ import annotations
 
-import dataclasses
-import datetime
 import json
 import os
-import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,10 +26,10 @@ from edge.progress import NullProgress
 
 from . import roofline
 from .common import NotAvailable, median, token_ids
+from .inputs import conditions, standard_images
 from .procs import SETTLE_S, SideError, Worker, alternate
 
 PEERS = ("transformers", "llama.cpp", "faster-whisper")
-STANDARD_SIZES = ((512, 512), (1024, 768), (2048, 1536))
 
 
 @dataclass(frozen=True)
@@ -89,30 +86,6 @@ class Context:
     manifest: object
     sides: dict = field(default_factory=dict)  # name -> worker config
     missing: dict = field(default_factory=dict)  # name -> why it is not measured
-
-
-def standard_images(folder: Path, sizes=STANDARD_SIZES) -> list[Path]:
-    """Seeded photo-like JPEGs (smooth gradients, shapes and noise) of the standard sizes."""
-    import numpy as np
-    from PIL import Image, ImageDraw
-
-    folder.mkdir(parents=True, exist_ok=True)
-    out = []
-    for w, h in sizes:
-        path = folder / f"photo-{w}x{h}.jpg"
-        if not path.is_file():
-            rng = np.random.default_rng(w * 7 + h)
-            yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-            base = np.stack([xx / w, yy / h, (xx + yy) / (w + h)], -1) * 200
-            arr = np.clip(base + rng.normal(0, 12, (h, w, 3)), 0, 255).astype(np.uint8)
-            img = Image.fromarray(arr)
-            draw = ImageDraw.Draw(img)
-            for _ in range(12):
-                x0, y0 = int(rng.integers(0, w)), int(rng.integers(0, h))
-                draw.ellipse([x0, y0, x0 + w // 6, y0 + h // 6], fill=tuple(int(v) for v in rng.integers(0, 255, 3)))
-            img.save(path, quality=90)
-        out.append(path)
-    return out
 
 
 def _setup(bundle: Path, o: BenchOptions, progress) -> Context:
@@ -399,20 +372,3 @@ def _roofline(results: dict, ctx: Context, progress) -> dict:
                 entry[f"{side}_fraction"] = tok_s / (bw / bpt)
         out["depths"].append(entry)
     return out
-
-
-def conditions(o: BenchOptions) -> dict:
-    """Date, CPU, threads and load: the conditions the figures were taken under."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), "cpu": cpu,
-            "cores": os.cpu_count(), "threads": o.threads, "quick": o.quick, "rounds": o.rounds,
-            "cold_rounds": o.cold_rounds, "load_before": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-            "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(o).items()
-                        if k in ("n_prompt", "n_gen", "prompt", "budget_tokens", "peers")}}

@@ -19,6 +19,7 @@ from typing import Optional
 from edge.errors import EdgeError, InputError
 
 from . import models, report, runner
+from .inputs import standard_images
 
 _DOC_HEAD = """# Benchmarks
 
@@ -57,6 +58,12 @@ measures any single bundle the same way.
   side: all three run in a Python process), and the bytes on disk of what each side loads.
 - **B5** Whisper real-time factor against faster-whisper int8: runs when a bundle has an
   audio component and edge's transcriber exists.
+- **Load**: the figures are only as quiet as the machine. When other processes compete for
+  the cores, every side slows down, and ggml (llama.cpp, hence also edge's LLM) the most:
+  its worker threads meet at a spinning barrier after every graph node, so a thread that
+  the OS preempts stalls the other for a whole time slice, many times per evaluation.
+  The load average before and after each run is printed below; with a load above the
+  number of cores, read the ratios as indicative and re-run on a quiet machine.
 - **Roofline**: memory bandwidth from a STREAM-style copy on the benchmark's threads
   (bytes read + written); bytes per decoded token = every GGUF tensor (the tied token
   embedding is the output matrix, so it is read in full) + the KV cache at the depth.
@@ -235,11 +242,12 @@ def main(argv: Optional[list[str]] = None) -> int:
                     hf, bundle = found
                 else:
                     hf, bundle = prepare_bundle(name, args.work, variant, args.threads, progress)
-                # the fp32 transformers reference does not change with the bundle's variant: measured once
+                # the fp32 transformers reference does not change with the bundle's variant: measured once,
                 later = variant != args.variants.split(",")[0].strip()
                 peers = tuple(p for p in runner.PEERS if not (later and p == "transformers"))
-                images = tuple(str(p) for p in runner.standard_images(args.work / "images"))
-                options = runner.BenchOptions(work=args.work, threads=args.threads, quick=args.quick,
+                images = tuple(str(p) for p in standard_images(args.work / "images"))
+                # later variants (quantized bundles) run as --quick: one image, against llama.cpp
+                options = runner.BenchOptions(work=args.work, threads=args.threads, quick=args.quick or later,
                                               repeats=args.repeats, source=hf, llama_cpp_src=args.llama_cpp,
                                               audio=speech_recording(args.work), peers=peers,
                                               images=images[:1] if later else images)
