@@ -104,7 +104,8 @@ def prompt_layout(cfg, vocab: list[str]) -> PromptLayout:
     return PromptLayout(image_marker=vocab[idx])
 
 
-def _text_tensors(model):
+def text_tensors(model):
+    """The language model's tensors under LlamaForCausalLM names (shared with LLaVA-NeXT)."""
     for name, t in model.model.language_model.state_dict().items():
         yield f"model.{name}", t
     yield "lm_head.weight", model.lm_head.weight
@@ -116,7 +117,7 @@ SPEC = register(
         model_types=("llava",),
         model_class="LlavaForConditionalGeneration",
         text_config=lambda cfg: cfg.text_config,
-        text_tensors=_text_tensors,
+        text_tensors=text_tensors,
         vision=VisionPart(
             module=LlavaVision,
             reference=reference_features,

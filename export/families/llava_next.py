@@ -10,7 +10,7 @@ import torch
 from edge.errors import ExportError
 from edge.manifest import ImagePreprocess
 from edge.export.families.llava import (LlavaVision, clip_params, prompt_layout, read_processor_config,
-                                        tokens_per_image)
+                                        text_tensors, tokens_per_image)
 from edge.export.registry import FamilySpec, VisionPart, register
 
 
@@ -48,19 +48,13 @@ def extras(model) -> dict:
     return {"image_newline": model.model.image_newline.detach().float().numpy()}
 
 
-def _text_tensors(model):
-    for name, t in model.model.language_model.state_dict().items():
-        yield f"model.{name}", t
-    yield "lm_head.weight", model.lm_head.weight
-
-
 SPEC = register(
     FamilySpec(
         name="llava_next",
         model_types=("llava_next",),
         model_class="LlavaNextForConditionalGeneration",
         text_config=lambda cfg: cfg.text_config,
-        text_tensors=_text_tensors,
+        text_tensors=text_tensors,
         vision=VisionPart(
             module=LlavaVision,
             reference=reference_features,
