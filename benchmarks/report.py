@@ -147,6 +147,8 @@ def markdown_section(results: dict) -> str:
         out.append(f"| {label} | {_fmt(r['edge'])} | {_fmt(r.get('transformers'))} | {_fmt(r.get('ratio_transformers'))} "
                    f"| {_fmt(r.get('llama.cpp'))} | {_fmt(r.get('ratio_llama.cpp'))} | {targets} |")
     out += ["", *_b1_table(results), *_b2_table(results), *_b3_table(results), *_b4_b5(results)]
+    if results.get("borrowed"):
+        out += [f"transformers figures: {results['borrowed']}", ""]
     missing = results.get("not_measured", {})
     if missing:
         out += ["Not measured: " + "; ".join(f"{k}: {v}" for k, v in missing.items()), ""]
@@ -165,6 +167,9 @@ def _b1_table(results: dict) -> list[str]:
            "| image | budget (tokens) | side | tiles | image tokens | preprocess ms | encode ms / image | ms / tile | GFLOP/s |",
            "|---|---|---|---:|---:|---:|---:|---:|---:|"]
     for row in rows:
+        if row.get("skipped"):
+            out.append(f"| {row['image']} | {row.get('budget')} | — | no budget row: {row['skipped']} ||||||")
+            continue
         for side in _sides(results):
             fig = row.get(side)
             if not isinstance(fig, dict):

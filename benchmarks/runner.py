@@ -191,10 +191,10 @@ def _b1(workers, images, ctx: Context, progress) -> list:
         ours = default.get("edge", {}).get("median")
         if ours is None:
             continue
-        budget = o.budget_tokens or max(1, ours["image_tokens"] // 3)
+        budget = int(o.budget_tokens or max(1, ours["image_tokens"] // 3))
         probe = _probe_budget(workers, img, budget)
-        if probe is None:
-            rows.append({"image": _label(img), "budget": budget, "skipped": "the bundle's scheme has no smaller plan"})
+        if isinstance(probe, str):
+            rows.append({"image": _label(img), "budget": budget, "skipped": probe})
             continue
         per_side = {"transformers": {"longest_edge": probe.get("longest_edge")}}
         res = _alt(progress, f"B1 {_label(img)} budget {budget}", workers, "encode",
@@ -203,12 +203,14 @@ def _b1(workers, images, ctx: Context, progress) -> list:
     return rows
 
 
-def _probe_budget(workers, img, budget) -> Optional[dict]:
+def _probe_budget(workers, img, budget: int):
+    """edge's plan under the budget (its ``longest_edge`` is what transformers is asked for),
+    or why there is no budget row."""
     ours = next(w for w in workers if w.name == "edge")
     try:
         return ours.call("encode", image=str(img), max_image_tokens=budget)
-    except (NotAvailable, SideError):
-        return None
+    except (NotAvailable, SideError) as exc:
+        return str(exc)
 
 
 def _b1_row(img, budget, res: dict, flops: Optional[float]) -> dict:

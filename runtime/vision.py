@@ -61,17 +61,27 @@ class VisionEncoder:
             raise RuntimeFailure(f"{spec.file} has no input {spec.input.name!r} (has {names})")
 
     def __call__(self, pixel_values: np.ndarray) -> np.ndarray:
-        """Encode a batch of preprocessed images."""
+        """Encode a batch of preprocessed images, one image per run.
+
+        One at a time is both the fastest and the smallest on CPU: a 512x512 SigLIP tile
+        encodes ~1.5x faster alone than inside a batch of 17, and the batch's attention
+        activations alone take gigabytes. A graph with a fixed batch (static QDQ for NPUs)
+        gets ``fixed`` images per run, zero padded.
+        """
         x = np.ascontiguousarray(pixel_values, dtype=np.float32)
         fixed = self.spec.input.shape[0] if self.spec.input.shape else -1
-        if fixed > 0 and x.shape[0] != fixed:
-            # a graph with a fixed batch (static QDQ for NPUs): `fixed` images at a time, zero padded
-            parts = []
-            for i in range(0, x.shape[0], fixed):
-                chunk = x[i:i + fixed]
-                pad = np.zeros((fixed - len(chunk), *x.shape[1:]), np.float32)
-                parts.append(self(np.concatenate([chunk, pad]))[: len(chunk)])
-            return np.concatenate(parts) if parts else np.zeros((0, self.spec.tokens_per_image, self.spec.embed_dim), np.float32)
+        step = fixed if fixed > 0 else 1
+        parts = []
+        for i in range(0, x.shape[0], step):
+            chunk = x[i:i + step]
+            if len(chunk) < step:
+                chunk = np.concatenate([chunk, np.zeros((step - len(chunk), *x.shape[1:]), np.float32)])
+            parts.append(self._run(chunk)[: min(step, x.shape[0] - i)])
+        if not parts:
+            return np.zeros((0, self.spec.tokens_per_image, self.spec.embed_dim), np.float32)
+        return np.concatenate(parts)
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
         try:
             (out,) = self._session.run([self.spec.output.name], {self.spec.input.name: x})
         except Exception as exc:

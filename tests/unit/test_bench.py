@@ -50,7 +50,7 @@ def test_medians_are_fieldwise_and_keep_other_fields():
 def _results(**over):
     r = {"model": "m", "family": "llava", "llm_dtype": "f16", "vision_dtype": "f16",
          "b2_warm": {"edge": {"ttft_ms": 100.0}, "transformers": {"ttft_ms": 400.0}, "llama.cpp": {"ttft_ms": 110.0}},
-         "b1": [{"budget": None, "edge": {"tile_ms": 50.0}, "llama.cpp": {"tile_ms": 100.0}}],
+         "b1": [{"image": "512x512", "budget": None, "edge": {"tile_ms": 50.0}, "llama.cpp": {"tile_ms": 100.0}}],
          "b3": [{"depth": 0, "edge": {"decode_tok_s": 30.0}, "transformers": {"decode_tok_s": 12.0},
                  "llama.cpp": {"decode_tok_s": 30.0}}],
          "b4": {"edge": {"peak_rss": 2 << 20}, "llama.cpp": {"peak_rss": 1 << 20}},
@@ -80,3 +80,24 @@ def test_text_summary_and_markdown_name_every_metric():
     assert "NOT met" in text and "not measured: transformers: needs --source" in text
     md = report.markdown_section(_results())
     assert md.count("\n| ") >= len(report.METRICS) + 2
+
+
+def test_quantized_pass_reads_against_the_fp32_reference_of_the_same_run():
+    suite = harness("suite")
+    first = _results(model="m (f16)", sides={"edge": {}, "transformers": {"load_ms": 1.0}, "llama.cpp": {}},
+                     b2_cold={"transformers": {"cold_ms": 900.0}})
+    q8 = _results(model="m (q8)", vision_dtype="int8", sides={"edge": {}, "llama.cpp": {}}, b2_cold={})
+    for res in (q8["b2_warm"], q8["b3"][0]):
+        res.pop("transformers")
+    q8["b3"].append({"depth": 441, "edge": {"decode_tok_s": 20.0}})  # no reference at this depth
+    assert report.ratio_rows(q8)[0]["ratio_transformers"] is None
+    suite.borrow_reference(q8, first, "transformers")
+    rows = {row["key"]: row for row in report.ratio_rows(q8)}
+    assert rows["ttft"]["transformers"] == 400.0 and rows["ttft"]["targets"][0]["met"] is True
+    assert rows["decode0"]["ratio_transformers"] == pytest.approx(2.5)
+    assert rows["decode1"]["transformers"] is None
+    assert q8["b2_cold"]["transformers"] == {"cold_ms": 900.0}
+    assert "m (f16)" in q8["borrowed"] and q8["borrowed"] in report.markdown_section({**q8, "sides": {}})
+    again = dict(q8)
+    suite.borrow_reference(again, first, "transformers")  # a measured side is never overwritten
+    assert again["sides"]["transformers"] is first["sides"]["transformers"]
