@@ -112,6 +112,21 @@ def _verdict(t: dict) -> str:
     return f"{t['target']}: {'met' if t['met'] else 'NOT met'}"
 
 
+def targets_table(all_results: list[dict]) -> list[str]:
+    """Every target of every bundle in one Markdown table: the ratio it reads and the verdict."""
+    out = ["| bundle | metric | target | ratio | verdict |", "|---|---|---|---:|---|"]
+    for results in all_results:
+        if results.get("llm_dtype") is None:
+            continue
+        for r in ratio_rows(results):
+            for t in r["targets"]:
+                peer = next((p for p in PEER_NAMES if t["target"].endswith(p)), None)
+                value = r.get(f"ratio_{peer}") if peer else r.get("edge")
+                verdict = "n/a: " + t.get("note", "") if t["met"] is None else ("met" if t["met"] else "**not met**")
+                out.append(f"| {results['model']} | {r['metric']} | {t['target']} | {_fmt(value)} | {verdict} |")
+    return out if len(out) > 2 else []
+
+
 def text_summary(results: dict) -> str:
     """The ratio table as plain text for the terminal."""
     if results.get("llm_dtype") is None:  # a speech-only bundle
@@ -238,7 +253,9 @@ def _b5_lines(results: dict, markdown: bool) -> list[str]:
     if not markdown:
         return [f"B5 Whisper real-time factor: " + ", ".join(
             f"{s} {_fmt((b5[s] or {}).get('rtf'))}" for s in sides) + ratio]
-    out = [f"B5 Whisper on {Path(b5.get('audio', '')).name} (median; real-time factor = wall / audio seconds){ratio}:", "",
+    peer_type = ((results.get("sides") or {}).get("faster-whisper") or {}).get("info", {}).get("compute_type", "int8")
+    out = [f"B5 Whisper on {Path(b5.get('audio', '')).name} (median; real-time factor = wall / audio seconds; "
+           f"faster-whisper computes in {peer_type}){ratio}:", "",
            "| side | real-time factor | wall ms | audio s | text |", "|---|---:|---:|---:|---|"]
     for s in sides:
         fig = b5[s] or {}
@@ -268,8 +285,12 @@ def chart(all_results: list[dict], path: Path) -> Optional[Path]:
     keys = ("ttft", "ttft_cold", "tile", "prefill0", "decode0", "decode1", "rss")
     names = {"ttft": "TTFT warm", "ttft_cold": "TTFT cold", "tile": "encode/tile", "prefill0": "prefill",
              "decode0": "decode d=0", "decode1": "decode d=img", "rss": "peak RSS"}
-    fig, axes = plt.subplots(1, len(all_results), figsize=(6 * len(all_results), 4.2), squeeze=False)
-    for ax, results in zip(axes[0], all_results):
+    cols = min(2, len(all_results))
+    rows_n = -(-len(all_results) // cols)
+    fig, axes = plt.subplots(rows_n, cols, figsize=(6.5 * cols, 4.4 * rows_n), squeeze=False)
+    for ax in axes.flat[len(all_results):]:
+        ax.set_visible(False)
+    for ax, results in zip(axes.flat, all_results):
         rows = {r["key"]: r for r in ratio_rows(results)}
         for k, peer in enumerate(PEER_NAMES):
             vals = []

@@ -3,8 +3,14 @@ convert them with llama.cpp's tools, run :func:`runner.run` on each, write the r
 
 Usage (from a checkout; everything is cached under ``--work``)::
 
-    python -m benchmarks --llama-cpp /path/to/llama_cpp_python-0.3.36 [--quick] \\
-        [--models smolvlm-256m,llava-small] [--variants f16,q8] [--out docs/benchmarks.md]
+    pip install -e ".[bench]"
+    pip download --no-binary :all: --no-deps llama-cpp-python==0.3.36 && tar xzf llama_cpp_python-0.3.36.tar.gz
+    python -m benchmarks --llama-cpp llama_cpp_python-0.3.36 [--quick] \\
+        [--models smolvlm-256m,llava-small,whisper-tiny.en] [--variants f16,q8] [--out docs/benchmarks.md]
+    python -m benchmarks --render docs/benchmarks.json   # rewrite the report, measuring nothing
+
+Quantized variants are measured against llama.cpp with the same quantization; their
+transformers figures are the fp32 ones measured earlier in the same run.
 """
 from __future__ import annotations
 
@@ -91,6 +97,12 @@ quantized weights on our machines; see docs/design.md).
 
 {conditions}
 
+## Targets
+
+{targets}
+
+{notes}
+
 ## Results
 
 ![edge advantage per metric and peer](benchmarks.png)
@@ -100,13 +112,16 @@ quantized weights on our machines; see docs/design.md).
 
 def _conditions(results: list[dict], wall_s: float, quick: bool) -> str:
     c = results[0]["conditions"] if results else {}
-    loads = [f"{r['conditions'].get('load_before', 0):.1f} -> {r['conditions'].get('load_after') or 0:.1f}" for r in results]
+    loads = [(r["conditions"].get("load_before") or 0, r["conditions"].get("load_after") or 0) for r in results]
+    busy = max((max(pair) for pair in loads), default=0) > (c.get("cores") or 1) + 0.5
+    reading = ("other work shared the machine: the alternating schedule keeps the ratios fair, absolute figures "
+               "are noisy" if busy else f"up to {c.get('threads')} is the benchmark itself")
     return (f"- date: {c.get('date')}\n- CPU: {c.get('cpu')}, {c.get('cores')} cores; {c.get('threads')} threads on every side\n"
             f"- mode: {'--quick' if quick else 'full'}; {c.get('rounds')} measured rounds per figure, "
             f"{c.get('cold_rounds')} cold process(es) per side\n"
-            f"- 1-minute load average before -> after each bundle's run: {', '.join(loads)} "
-            "(other work shared the machine; the alternating schedule keeps the ratios fair, "
-            "absolute figures are noisy)\n- whole suite: {:.0f} s".format(wall_s))
+            f"- 1-minute load average before -> after each bundle's run: "
+            f"{', '.join(f'{a:.1f} -> {b:.1f}' for a, b in loads)} ({reading})\n"
+            + (f"- whole suite: {wall_s:.0f} s" if wall_s else "- whole suite: not recorded"))
 
 
 def write_document(all_results: list[dict], out: Path, wall_s: float, quick: bool, n_prompt: int, n_gen: int,
@@ -118,11 +133,37 @@ def write_document(all_results: list[dict], out: Path, wall_s: float, quick: boo
     report.chart(all_results, out.with_suffix(".png"))
     listing = "\n".join(f"- **{m.name}**: {m.summary}." for m in models.MODELS.values())
     text = _DOC_HEAD.format(prompt=prompt, n_prompt=n_prompt, n_gen=n_gen, models=listing,
-                            llama_version=llama_cpp.__version__, conditions=_conditions(all_results, wall_s, quick))
+                            llama_version=llama_cpp.__version__, conditions=_conditions(all_results, wall_s, quick),
+                            targets="\n".join(report.targets_table(all_results)) or "No bundle with an LLM was measured.",
+                            notes=kept_notes(out))
     text = text.replace("](benchmarks.png)", f"]({out.with_suffix('.png').name})")
     text += "\n\n".join(report.markdown_section(r) for r in all_results) + "\n"
     out.write_text(text, encoding="utf-8")
     out.with_suffix(".json").write_text(json.dumps(all_results, indent=1, default=str) + "\n", encoding="utf-8")
+
+
+NOTES_START, NOTES_END = "<!-- notes: kept when the report is regenerated -->", "<!-- /notes -->"
+
+
+def kept_notes(out: Path) -> str:
+    """The hand-written reading of the figures in an existing report (between the notes
+    markers), carried into the regenerated one; an empty block for a new report."""
+    old = out.read_text(encoding="utf-8") if out.is_file() else ""
+    start, end = old.find(NOTES_START), old.find(NOTES_END)
+    if start < 0 or end < start:
+        return f"{NOTES_START}\n{NOTES_END}"
+    return old[start:end + len(NOTES_END)]
+
+
+def link_references(all_results: list[dict], side: str = "transformers") -> None:
+    """Quantized passes of a model borrow ``side`` from the first pass of that model that measured it."""
+    seen: dict = {}
+    for results in all_results:
+        base = str(results.get("model", "")).split(" (")[0]
+        if side in results.get("sides", {}):
+            seen.setdefault(base, results)
+        elif base in seen:
+            borrow_reference(results, seen[base], side)
 
 
 def borrow_reference(results: dict, first: dict, side: str) -> None:
@@ -143,6 +184,22 @@ def borrow_reference(results: dict, first: dict, side: str) -> None:
                 row[side] = ref[side]
     results["borrowed"] = (f"measured in this run in the {first['model']} pass on the same checkpoint "
                            "(fp32 whatever the bundle's quantization), not re-measured here")
+
+
+def render(results_json: Path, out: Path) -> int:
+    """``--render``: the report of saved results (after editing the notes, or a harness change)."""
+    try:
+        all_results = json.loads(results_json.read_text(encoding="utf-8"))
+        first = all_results[0]["conditions"]
+    except (OSError, ValueError, LookupError, TypeError) as exc:
+        print(f"error: {results_json} holds no benchmark results ({type(exc).__name__})", file=sys.stderr)
+        return 2
+    link_references(all_results)
+    o = first.get("options", {})
+    write_document(all_results, out, first.get("suite_wall_s") or 0.0, bool(first.get("quick")),
+                   o.get("n_prompt", 512), o.get("n_gen", 128), o.get("prompt", ""))
+    print(f"wrote {out}", file=sys.stderr)
+    return 0
 
 
 def _edge(*args: str) -> None:
@@ -245,13 +302,16 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--repeats", type=int, default=0)
     ap.add_argument("--work", type=Path, default=cache_dir() / "bench")
     ap.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"))
+    ap.add_argument("--render", type=Path, metavar="JSON",
+                    help="measure nothing: rewrite --out (text and chart) from the results JSON of an earlier run")
     args = ap.parse_args(argv)
+    if args.render:
+        return render(args.render, args.out)
     progress = TerminalProgress()
     t0 = time.perf_counter()
     all_results = []
     try:
         for name in [n.strip() for n in args.models.split(",") if n.strip()]:
-            first = None
             if name not in models.MODELS and name != "whisper-tiny.en":
                 raise InputError(f"unknown model {name!r} (models: {', '.join(models.MODELS)}, whisper-tiny.en)")
             for variant in [v.strip() for v in args.variants.split(",") if v.strip()]:
@@ -275,14 +335,13 @@ def main(argv: Optional[list[str]] = None) -> int:
                 progress.stage(f"benchmarking {name} ({variant})")
                 results = runner.run(bundle, options, progress)
                 results["model"] = f"{name} ({variant})"
-                if later and first is not None:
-                    borrow_reference(results, first, "transformers")
-                elif not later:
-                    first = results
                 print(report.text_summary(results), flush=True)
                 all_results.append(results)
-        write_document(all_results, args.out, time.perf_counter() - t0, args.quick, 512, 128,
-                       runner.BenchOptions(work=args.work).prompt)
+        wall_s = time.perf_counter() - t0
+        link_references(all_results)
+        for results in all_results:
+            results["conditions"]["suite_wall_s"] = wall_s
+        write_document(all_results, args.out, wall_s, args.quick, 512, 128, runner.BenchOptions(work=args.work).prompt)
     except EdgeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code

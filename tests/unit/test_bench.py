@@ -91,7 +91,7 @@ def test_quantized_pass_reads_against_the_fp32_reference_of_the_same_run():
         res.pop("transformers")
     q8["b3"].append({"depth": 441, "edge": {"decode_tok_s": 20.0}})  # no reference at this depth
     assert report.ratio_rows(q8)[0]["ratio_transformers"] is None
-    suite.borrow_reference(q8, first, "transformers")
+    suite.link_references([first, q8])
     rows = {row["key"]: row for row in report.ratio_rows(q8)}
     assert rows["ttft"]["transformers"] == 400.0 and rows["ttft"]["targets"][0]["met"] is True
     assert rows["decode0"]["ratio_transformers"] == pytest.approx(2.5)
@@ -101,3 +101,14 @@ def test_quantized_pass_reads_against_the_fp32_reference_of_the_same_run():
     again = dict(q8)
     suite.borrow_reference(again, first, "transformers")  # a measured side is never overwritten
     assert again["sides"]["transformers"] is first["sides"]["transformers"]
+
+
+def test_targets_table_and_kept_notes(tmp_path):
+    table = report.targets_table([_results(), {"model": "speech", "llm_dtype": None}])
+    assert table[0].startswith("| bundle |") and len(table) == 2 + 9  # the speech-only bundle has no targets
+    assert any("**not met**" in line for line in table) and any("| met |" in line for line in table)
+    suite = harness("suite")
+    doc = tmp_path / "benchmarks.md"
+    assert suite.kept_notes(doc) == f"{suite.NOTES_START}\n{suite.NOTES_END}"
+    doc.write_text(f"# old\n{suite.NOTES_START}\nTTFT is prefill-bound.\n{suite.NOTES_END}\n## Results\n")
+    assert "TTFT is prefill-bound." in suite.kept_notes(doc)
