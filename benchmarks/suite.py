@@ -124,10 +124,15 @@ def _conditions(results: list[dict], wall_s: float, quick: bool) -> str:
             + (f"- whole suite: {wall_s:.0f} s" if wall_s else "- whole suite: not recorded"))
 
 
-def write_document(all_results: list[dict], out: Path, wall_s: float, quick: bool, n_prompt: int, n_gen: int,
-                   prompt: str) -> None:
-    """docs/benchmarks.md (and benchmarks.png, benchmarks.json next to it)."""
+def write_document(all_results: list[dict], out: Path) -> None:
+    """docs/benchmarks.md (and benchmarks.png, benchmarks.json next to it) from a run's results."""
     import llama_cpp  # only for its version string in the text
+
+    c = all_results[0]["conditions"] if all_results else {}
+    o = c.get("options", {})
+    wall_s, quick, prompt, n_prompt, n_gen = (c.get("suite_wall_s") or 0.0, bool(c.get("quick")), o.get("prompt", ""),
+                                              o.get("n_prompt", 512), o.get("n_gen", 128))
+    link_references(all_results)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     report.chart(all_results, out.with_suffix(".png"))
@@ -190,14 +195,11 @@ def render(results_json: Path, out: Path) -> int:
     """``--render``: the report of saved results (after editing the notes, or a harness change)."""
     try:
         all_results = json.loads(results_json.read_text(encoding="utf-8"))
-        first = all_results[0]["conditions"]
+        all_results[0]["conditions"]["options"]
     except (OSError, ValueError, LookupError, TypeError) as exc:
         print(f"error: {results_json} holds no benchmark results ({type(exc).__name__})", file=sys.stderr)
         return 2
-    link_references(all_results)
-    o = first.get("options", {})
-    write_document(all_results, out, first.get("suite_wall_s") or 0.0, bool(first.get("quick")),
-                   o.get("n_prompt", 512), o.get("n_gen", 128), o.get("prompt", ""))
+    write_document(all_results, out)
     print(f"wrote {out}", file=sys.stderr)
     return 0
 
@@ -323,7 +325,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                     hf, bundle = found
                 else:
                     hf, bundle = prepare_bundle(name, args.work, variant, args.threads, progress)
-                # the fp32 transformers reference does not change with the bundle's variant: measured once,
+                # the fp32 transformers reference does not change with the bundle's variant: it is measured
+                # in the first variant's pass only, and later passes borrow it (link_references)
                 later = variant != args.variants.split(",")[0].strip()
                 peers = tuple(p for p in runner.PEERS if not (later and p == "transformers"))
                 images = tuple(str(p) for p in standard_images(args.work / "images"))
@@ -338,10 +341,9 @@ def main(argv: Optional[list[str]] = None) -> int:
                 print(report.text_summary(results), flush=True)
                 all_results.append(results)
         wall_s = time.perf_counter() - t0
-        link_references(all_results)
         for results in all_results:
             results["conditions"]["suite_wall_s"] = wall_s
-        write_document(all_results, args.out, wall_s, args.quick, 512, 128, runner.BenchOptions(work=args.work).prompt)
+        write_document(all_results, args.out)
     except EdgeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
