@@ -1,38 +1,21 @@
 """``edge bench``: a bundle against transformers eager and llama.cpp's own multimodal path.
 
-The harness lives in ``benchmarks/`` (``edge.benchmarks`` when installed with it, the
-folder of the checkout otherwise). This module only turns the command line and the
+The harness is ``edge.benchmarks`` (the ``benchmarks/`` folder). This module only turns the command line and the
 environment into :class:`BenchOptions` and prints the results.
 """
 from __future__ import annotations
 
-import importlib
 import json
 import os
-import sys
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
-from edge.errors import EdgeError, InputError
-from edge.apps.progress import TerminalProgress
+from edge.errors import InputError
+from edge.apps.terminal_progress import TerminalProgress
 
 LLAMA_CPP_ENV = "EDGE_LLAMA_CPP_SRC"
-
-
-def harness(module: str):
-    """Import ``module`` of the benchmark harness (``edge.benchmarks`` or the checkout's ``benchmarks``)."""
-    try:
-        return importlib.import_module(f"edge.benchmarks.{module}")
-    except ModuleNotFoundError:
-        pass
-    root = Path(__file__).resolve().parents[1]
-    if not (root / "benchmarks" / "runner.py").is_file():
-        raise EdgeError("edge bench needs the benchmarks/ harness, which ships with an edge checkout")
-    if str(root) not in sys.path:
-        sys.path.append(str(root))
-    return importlib.import_module(f"benchmarks.{module}")
 
 
 def bench(
@@ -57,8 +40,7 @@ def bench(
     """
     from edge.apps.defaults import cache_dir
 
-    runner = harness("runner")
-    report_mod = harness("report")
+    from edge.benchmarks import report as report_mod, runner
     names = tuple(p.strip() for p in peers.split(",") if p.strip() and p.strip() != "none")
     src = llama_cpp or (Path(os.environ[LLAMA_CPP_ENV]) if os.environ.get(LLAMA_CPP_ENV) else None)
     if source is not None and not (source / "config.json").is_file():

@@ -12,7 +12,7 @@ import typer
 
 from edge import __version__
 from edge.errors import EdgeError
-from edge.apps.progress import TerminalProgress
+from edge.apps.terminal_progress import TerminalProgress
 
 app = typer.Typer(
     add_completion=False,
@@ -51,7 +51,8 @@ def export(
     Example: edge export ./llava-1.5-7b-hf -o llava.bundle --dtype f16 --quant q4
     """
     from edge.apps import quantize_cmd
-    from edge.export.api import ExportOptions, export as run_export
+    from edge.export.exporter import export as run_export
+    from edge.options import ExportOptions
 
     options = ExportOptions(dtype=dtype, threads=threads, force=force)
     if quant is not None:
@@ -106,9 +107,9 @@ def run(
     Example: edge run llava.bundle --image cat.jpg --prompt "What is in this picture?"
     """
     import edge
-    from edge.runtime.images import Budget
-    from edge.runtime.pipeline import GenerateOptions
-    from edge.runtime.sampling import SamplingOptions
+    from edge.options import Budget
+    from edge.options import GenerateOptions
+    from edge.options import SamplingOptions
 
     if prompt == "-":
         prompt = sys.stdin.read()
@@ -120,7 +121,7 @@ def run(
         budget=Budget(max_tiles=max_tiles, max_image_tokens=max_image_tokens),
     )
     pipe = edge.load(_bundle(bundle, threads, as_json), threads=threads, n_ctx=ctx)
-    from edge.runtime.generate import FinishEvent
+    from edge.events import FinishEvent
 
     for ev in pipe.stream(prompt, [str(p) for p in image], options):
         if isinstance(ev, FinishEvent):
@@ -156,9 +157,9 @@ def chat(
     """
     import edge
     from edge.apps.repl import repl
-    from edge.runtime.images import Budget
-    from edge.runtime.pipeline import GenerateOptions
-    from edge.runtime.sampling import SamplingOptions
+    from edge.options import Budget
+    from edge.options import GenerateOptions
+    from edge.options import SamplingOptions
 
     options = GenerateOptions(
         max_tokens=max_tokens,
@@ -184,7 +185,7 @@ def transcribe(
     Example: edge transcribe whisper.bundle meeting.flac --json
     """
     from edge.apps import speech_cmd
-    from edge.runtime.whisper import TranscribeOptions
+    from edge.options import TranscribeOptions
 
     options = TranscribeOptions(language=language, task=task, timestamps=not no_timestamps)
     speech_cmd.transcribe(bundle, audio, options, threads, as_json)
@@ -210,8 +211,8 @@ def listen(
     Example: edge listen whisper.bundle --step 2 --length 8
     """
     from edge.apps import speech_cmd
-    from edge.runtime.stream import StreamOptions
-    from edge.runtime.whisper import TranscribeOptions
+    from edge.options import StreamOptions
+    from edge.options import TranscribeOptions
 
     stream = StreamOptions(step_s=step, length_s=length, keep_s=keep, silence_s=silence, threshold_db=threshold,
                            max_lag_s=max_lag, on_lag=on_lag, buffer_s=max(30.0, length, max_lag))
@@ -259,7 +260,7 @@ def doctor(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) ->
     """
     import platform
 
-    from edge.runtime import llm, vision
+    from edge.runtime import llama_backend as llm, onnx_backend as vision
 
     info = {
         "edge": __version__,

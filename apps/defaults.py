@@ -37,7 +37,8 @@ def default_bundle(progress, threads: int = 0) -> Path:
     if (out / MANIFEST_NAME).is_file():
         return out
     try:
-        from edge.export.api import ExportOptions, export
+        from edge.export.exporter import export
+        from edge.options import ExportOptions
     except ImportError as exc:
         raise EdgeError(
             f"the first run exports the default model and needs the export extras ({exc.name} is missing): "

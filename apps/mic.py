@@ -1,4 +1,4 @@
-"""Microphone capture with ``sounddevice`` (PortAudio), behind ``edge.runtime.stream.AudioSource``.
+"""Microphone capture with ``sounddevice`` (PortAudio), behind ``edge.runtime.speech.live.AudioSource``.
 
 ``sounddevice`` is imported only when a microphone is opened, so everything else works
 without it; a missing package or PortAudio library is one clear error.
@@ -10,8 +10,8 @@ from typing import Optional
 import numpy as np
 
 from edge.errors import EdgeError
-from edge.runtime.audio import Resampler
-from edge.runtime.stream import RingBuffer
+from edge.runtime.speech.audio_io import Resampler
+from edge.runtime.speech.live import RingBuffer
 
 
 class MicrophoneError(EdgeError):

@@ -36,7 +36,7 @@ def export_quantized(src: str, out: Path, export_options, recipe: str, images: S
     The unquantized bundle is the reference of the fidelity report and is removed at the
     end, whatever happens; ``out`` is written atomically as by any quantization.
     """
-    from edge.export.api import export
+    from edge.export.exporter import export
     from edge.quantize.api import QuantizeOptions, quantize_bundle
     from edge.quantize.recipes import get_recipe
 

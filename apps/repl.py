@@ -5,9 +5,10 @@ import sys
 from typing import Optional
 
 from edge.errors import EdgeError
-from edge.runtime.generate import FinishEvent
-from edge.runtime.image import load_image
-from edge.runtime.pipeline import GenerateOptions, Pipeline
+from edge.events import FinishEvent
+from edge.runtime.vision.image_io import load_image
+from edge.options import GenerateOptions
+from edge.runtime.pipeline import Pipeline
 
 HELP = ("commands: /image PATH (attach to your next message), /audio PATH or /mic (speak your message; "
         "needs a speech model: --audio-bundle), /reset, /quit")

@@ -8,8 +8,10 @@ from pathlib import Path
 from typing import Optional
 
 from edge.errors import EdgeError, InputError
-from edge.runtime.stream import Dropped, StreamOptions, SystemClock, WavSource, stream_events
-from edge.runtime.whisper import Transcriber, TranscribeOptions
+from edge.runtime.speech.live import Dropped, SystemClock, WavSource, stream_events
+from edge.options import StreamOptions
+from edge.runtime.speech.transcribe import Transcriber
+from edge.options import TranscribeOptions
 
 
 def transcribe(bundle: Path, audio: Path, options: TranscribeOptions, threads: int, as_json: bool) -> None:

@@ -1,4 +1,4 @@
-"""The benchmark harness behind ``edge bench`` and ``python -m benchmarks``.
+"""The benchmark harness behind ``edge bench`` and ``python -m edge.benchmarks``.
 
 Measures a bundle on edge next to transformers eager (fp32, CPU) and llama.cpp's own
 multimodal path (libmtmd), in one run, on identical inputs, alternating the sides

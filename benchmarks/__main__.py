@@ -1,4 +1,4 @@
-"""``python -m benchmarks``: the standard benchmark suite (see :mod:`benchmarks.suite`)."""
+"""``python -m edge.benchmarks``: the standard benchmark suite (see :mod:`benchmarks.suite`)."""
 import sys
 
 from .suite import main

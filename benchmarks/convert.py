@@ -98,7 +98,7 @@ def _text(hf_dir: Path, dst: Path, tree: Path, llm_dtype: str, work: Path) -> No
     if not first.is_file():
         _convert_text(hf_dir, first, tree, _OUTTYPES.get(ftype, "f16"), work)
     if first != dst:
-        from edge.runtime.llm import quantize_gguf
+        from edge.runtime.llama_backend import quantize_gguf
 
         quantize_gguf(first, dst, ftype)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Optional
 
 from edge.errors import InputError
-from edge.runtime.images import Budget
+from edge.options import Budget
 
 from .common import NotAvailable, llm_figures
 
@@ -38,7 +38,7 @@ class Ours:
 
     def encode(self, image: str, max_image_tokens: Optional[int] = None, longest_edge: Optional[int] = None) -> dict:
         """B1: slice + preprocess a decoded image, then run the vision graph on all its tiles."""
-        from edge.runtime.image import load_image
+        from edge.runtime.vision.image_io import load_image
 
         if self.pipe.vision is None:
             raise NotAvailable("this bundle has no vision encoder")
@@ -58,7 +58,7 @@ class Ours:
     def ttft(self, image: str, prompt: str) -> dict:
         """B2: one image file and a short prompt through the chat template to the first token,
         with empty caches (no KV prefix, no cached embeddings)."""
-        from edge.runtime.pipeline import GenerateOptions
+        from edge.options import GenerateOptions
 
         self.pipe.reset()
         t0 = time.perf_counter()
@@ -71,8 +71,9 @@ class Ours:
     def llm(self, ids: list[int], depth: int, n_gen: int) -> dict:
         """B3: ``ids[:depth]`` fill the cache (untimed), ``ids[depth:]`` are prefilled (timed),
         then ``n_gen`` tokens are decoded greedily with end-of-sequence ignored."""
-        from edge.runtime.generate import TextDecoder, steps
-        from edge.runtime.sampling import Sampler, SamplingOptions
+        from edge.runtime.text.generate import TextDecoder, steps
+        from edge.runtime.text.sampling import Sampler
+        from edge.options import SamplingOptions
 
         llm = self.pipe.llm
         self.pipe.reset()
@@ -101,7 +102,7 @@ class OursSpeech:
     name = "edge"
 
     def __init__(self, bundle: str, threads: int) -> None:
-        from edge.runtime.whisper import load_speech
+        from edge.runtime.speech.transcribe import load_speech
 
         self.tr = load_speech(bundle, threads=threads)
 

@@ -6,7 +6,7 @@ them: ``mtmd_helper_bitmap_init_from_file`` (stb_image decoding), ``mtmd_tokeniz
 (llama.cpp's slicing and layout tokens), ``mtmd_encode_chunk`` per image chunk
 (clip.cpp on ggml), ``mtmd_helper_decode_image_chunk`` / ``mtmd_helper_eval_chunk_single``
 into the LLM, and llama.cpp's greedy sampler. This benchmark peer is the only module
-besides ``edge.runtime.llm`` that imports ``llama_cpp``: it measures llama.cpp itself.
+besides ``edge.runtime.llama_backend`` that imports ``llama_cpp``: it measures llama.cpp itself.
 
 Weights are loaded without ggml's "extra buffer types" on CPUs whose llama.cpp build
 reports AMX, exactly as edge does (its AMX kernels segfault on quantized weights on our

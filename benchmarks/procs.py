@@ -15,18 +15,13 @@ from edge.errors import RuntimeFailure
 
 from .common import NotAvailable, median
 
-_ROOT = Path(__file__).resolve().parents[1]
 # pause between two sides' requests: lets the previous side's spinning worker threads park
 SETTLE_S = 0.2
 
 
 def worker_command(cfg: dict) -> list[str]:
-    """The command that starts :mod:`worker` for ``cfg`` (works for ``benchmarks`` run from a
-    checkout and for the package installed as ``edge.benchmarks``)."""
-    pkg = __package__ or "benchmarks"
-    path = f"import sys; sys.path.insert(0, {str(_ROOT)!r}); " if pkg == "benchmarks" else ""
-    boot = f"{path}from {pkg}.worker import main; main()"
-    return [sys.executable, "-c", boot, json.dumps(cfg)]
+    """The command that starts :mod:`edge.benchmarks.worker` for ``cfg``."""
+    return [sys.executable, "-m", "edge.benchmarks.worker", json.dumps(cfg)]
 
 
 class SideError(RuntimeFailure):

@@ -12,7 +12,7 @@ fed the generated probe images through CLIP-style preprocessing at 512 (mean/std
 SigLIP), and timed one image per run, f32 and quantized runs interleaved, median of
 ``--runs`` on ``--threads`` threads.
 
-Usage: python benchmarks/quant_vision.py [--runs 7] [--threads 2] [--methods int8,int4,qdq-int8,qdq-int8-a8] [--json]
+Usage: python -m edge.benchmarks.quant_vision [--runs 7] [--threads 2] [--methods int8,int4,qdq-int8,qdq-int8-a8] [--json]
 """
 from __future__ import annotations
 
@@ -26,7 +26,6 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from a checkout
 
 
 def build_siglip(path: Path) -> None:
@@ -34,7 +33,7 @@ def build_siglip(path: Path) -> None:
     import torch
     from transformers import SiglipVisionConfig, SiglipVisionModel
 
-    from edge.export.onnx_vision import export_onnx
+    from edge.export.vision_onnx import export_onnx
 
     cfg = SiglipVisionConfig(image_size=512, patch_size=16, hidden_size=768, intermediate_size=3072,
                              num_hidden_layers=12, num_attention_heads=12)
@@ -55,7 +54,7 @@ def build_siglip(path: Path) -> None:
 def pixels(count: int) -> list[np.ndarray]:
     from edge.manifest import ImagePreprocess
     from edge.quantize.probes import probe_images
-    from edge.runtime.preprocess import clip_pixel_values
+    from edge.runtime.vision.clip import clip_pixel_values
 
     pp = ImagePreprocess(scheme="clip", image_size=512, shortest_edge=512, crop_height=512, crop_width=512,
                          resample="bicubic", mean=[0.5] * 3, std=[0.5] * 3)
@@ -73,7 +72,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from edge.quantize import fidelity, onnx_quant
-    from edge.runtime.vision import SessionOptions, open_session
+    from edge.runtime.onnx_backend import SessionOptions, open_session
 
     work = args.work or Path(tempfile.mkdtemp(prefix="quant_vision."))
     work.mkdir(parents=True, exist_ok=True)

@@ -251,7 +251,7 @@ def _b5_lines(results: dict, markdown: bool) -> list[str]:
     ours, peer = (b5.get("edge") or {}).get("rtf"), (b5.get("faster-whisper") or {}).get("rtf")
     ratio = f"; edge / faster-whisper = {_fmt(ours / peer)}" if ours and peer else ""
     if not markdown:
-        return [f"B5 Whisper real-time factor: " + ", ".join(
+        return ["B5 Whisper real-time factor: " + ", ".join(
             f"{s} {_fmt((b5[s] or {}).get('rtf'))}" for s in sides) + ratio]
     peer_type = ((results.get("sides") or {}).get("faster-whisper") or {}).get("info", {}).get("compute_type", "int8")
     out = [f"B5 Whisper on {Path(b5.get('audio', '')).name} (median; real-time factor = wall / audio seconds; "

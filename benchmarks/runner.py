@@ -140,7 +140,7 @@ def run(bundle: Path, o: BenchOptions, progress=NullProgress()) -> dict:
 
 def _vlm(ctx: Context, results: dict, images: list, logs: Path, progress) -> None:
     """B1-B4 and the roofline for a bundle with a language model."""
-    m, o = ctx.manifest, ctx.options
+    m = ctx.manifest
     workers = []
     for name, cfg in ctx.sides.items():
         progress.stage(f"loading {name}")
@@ -253,7 +253,7 @@ def _b2_warm(workers, image: Path, ctx: Context, progress) -> dict:
 
 def _rendered_prompt(ctx: Context) -> str:
     """The chat-template text with the image marker, as edge renders it (llama.cpp's mtmd takes text)."""
-    from edge.runtime.prompt import Message, render_chat
+    from edge.runtime.text.prompt import Message, render_chat
 
     m = ctx.manifest
     return render_chat(m.llm, m.prompt, [Message("user", ctx.options.prompt, ("image",))])
@@ -261,8 +261,9 @@ def _rendered_prompt(ctx: Context) -> str:
 
 def _image_depth(image: Path, ctx: Context) -> int:
     """LLM positions one image takes at the bundle's default slicing (edge's plan, without encoding)."""
-    from edge.runtime.image import load_image
-    from edge.runtime.images import Budget, scheme_for
+    from edge.runtime.vision.image_io import load_image
+    from edge.options import Budget
+    from edge.runtime.vision.schemes import scheme_for
 
     m = ctx.manifest
     plan = scheme_for(m.vision, ctx.bundle).plan(load_image(str(image)), Budget())

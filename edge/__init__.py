@@ -18,11 +18,12 @@ def load(bundle, speech=None, **options):
 
     Keyword options are those of :class:`edge.runtime.pipeline.RuntimeOptions`
     (``threads``, ``n_ctx``, ``verbose``). ``speech`` names a Whisper bundle (or is a
-    :class:`edge.runtime.whisper.Transcriber`) for spoken turns: ``pipe.stream(prompt,
+    :class:`edge.runtime.speech.transcribe.Transcriber`) for spoken turns: ``pipe.stream(prompt,
     audio=["question.wav"])``; a bundle that carries its own audio component needs none.
     """
     # Imported here: the contract does not import the runtime at module level.
-    from edge.runtime.pipeline import Pipeline, RuntimeOptions
+    from edge.runtime.pipeline import Pipeline
+    from edge.options import RuntimeOptions
 
     runtime = RuntimeOptions(**options)
     pipe = Pipeline(bundle, runtime)
@@ -32,11 +33,11 @@ def load(bundle, speech=None, **options):
 
 
 def load_speech(bundle, threads: int = 0):
-    """Open a bundle's speech component: a :class:`edge.runtime.whisper.Transcriber`.
+    """Open a bundle's speech component: a :class:`edge.runtime.speech.transcribe.Transcriber`.
 
     ``load_speech("whisper.bundle").transcribe("talk.flac").text``
     """
-    from edge.runtime.whisper import Transcriber
+    from edge.runtime.speech.transcribe import Transcriber
 
     return Transcriber(bundle, threads=threads)
 

@@ -12,8 +12,9 @@ import torch
 
 from edge.errors import ExportError
 from edge.manifest import VisionSpec
-from edge.runtime.llm import LLM, LLMOptions
-from edge.runtime.vision import SessionOptions, VisionEncoder
+from edge.runtime.llama_backend import LLM, LLMOptions
+from edge.runtime.onnx_backend import SessionOptions
+from edge.runtime.vision.encoder import VisionEncoder
 
 PROBE_TEXTS = (
     "The quick brown fox jumps over the lazy dog.",

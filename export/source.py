@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from edge.errors import ExportError
+from edge.errors import ExportError, InputError
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
@@ -70,3 +70,14 @@ def gguf_fields(path: Path) -> dict[str, Any]:
         except Exception:  # a few internal fields have no plain value
             continue
     return out
+
+
+def load_hf(fn, what: str):
+    """Call a transformers loader; whatever it raises becomes one :class:`ExportError` line."""
+    try:
+        return fn()
+    except (ExportError, InputError):
+        raise
+    except Exception as exc:  # transformers raises many kinds; keep it one line
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ExportError(f"cannot load the {what}: {msg}") from None

@@ -75,7 +75,7 @@ def quantize_bundle(
     out = check_output(out, options.force)
     _check_paths(root.absolute(), out)
     plan = _plan(root, manifest, recipe)
-    from edge.runtime.image import load_image
+    from edge.runtime.vision.image_io import load_image
 
     images = probe_images(options.generated_images) + [load_image(p) for p in options.images]
 
@@ -166,7 +166,7 @@ def _populate(tmp: Path, root: Path, m: Manifest, recipe: Recipe, plan: _Plan, i
 
 
 def _quantize_llm(tmp: Path, root: Path, m: Manifest, ftype: str, threads: int, progress):
-    from edge.runtime.llm import quantize_gguf
+    from edge.runtime.llama_backend import quantize_gguf
 
     with progress.bar(100, f"LLM -> {ftype} (llama.cpp)") as advance:
         shown = [0]

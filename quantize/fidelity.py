@@ -60,7 +60,7 @@ class Observation:
 
 def pixel_values(images: Sequence[Image.Image], spec: VisionSpec) -> list[np.ndarray]:
     """Each image through the bundle's own preprocessing: one ``[n, 3, H, W]`` array per image."""
-    from edge.runtime.preprocess import clip_pixel_values
+    from edge.runtime.vision.clip import clip_pixel_values
 
     pp = spec.preprocess
     if getattr(pp, "scheme", None) == "clip":
@@ -87,8 +87,10 @@ def observe(
     label: str = "reference",
 ) -> Observation:
     """Run one bundle on ``probes``; with ``reference``, compare next-token distributions on the fly."""
-    from edge.runtime.pipeline import Pipeline, RuntimeOptions
-    from edge.runtime.vision import SessionOptions, VisionEncoder
+    from edge.runtime.pipeline import Pipeline
+    from edge.options import RuntimeOptions
+    from edge.runtime.onnx_backend import SessionOptions
+    from edge.runtime.vision.encoder import VisionEncoder
 
     obs = Observation()
     pipe = Pipeline(root, RuntimeOptions(threads=threads)) if manifest.llm is not None else None
@@ -112,7 +114,7 @@ def observe(
 
 
 def _observe_llm(pipe, probes: Probes, obs: Observation, reference: Optional[Observation], progress, label: str) -> None:
-    from edge.runtime.pipeline import GenerateOptions
+    from edge.options import GenerateOptions
 
     llm, spec = pipe.llm, pipe.manifest.llm
     with progress.bar(len(probes.texts) + 1, f"LLM on {len(probes.texts) + 1} texts ({label})") as advance:
@@ -149,9 +151,10 @@ def _observe_llm(pipe, probes: Probes, obs: Observation, reference: Optional[Obs
 def _observe_audio(root: Path, spec, probes: Probes, obs: Observation, threads: int, progress, label: str) -> None:
     """Speech graphs on the probe clips: the encoder's cross-attention K/V (what the decoder
     reads) and the greedy tokens of the decoder, under Whisper's decoding rules."""
-    from edge.runtime.mel import log_mel
-    from edge.runtime.vision import SessionOptions
-    from edge.runtime.whisper import TranscribeOptions, WhisperGraphs, greedy_decode
+    from edge.runtime.speech.mel import log_mel
+    from edge.runtime.onnx_backend import SessionOptions
+    from edge.options import TranscribeOptions
+    from edge.runtime.speech.transcribe import WhisperGraphs, greedy_decode
 
     graphs = WhisperGraphs(root, spec, SessionOptions(threads=threads))
     options = TranscribeOptions(timestamps=False, max_tokens=probes.answer_tokens)

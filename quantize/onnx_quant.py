@@ -2,11 +2,11 @@
 
 This is the one module that imports ``onnxruntime.quantization`` (and the shape helpers of
 ``onnxruntime.tools``). Inference sessions still come from
-:func:`edge.runtime.vision.open_session`; the only sessions made elsewhere are the ones
+:func:`edge.runtime.onnx_backend.open_session`; the only sessions made elsewhere are the ones
 onnxruntime's calibrator makes internally to collect activation ranges.
 
 Every method starts from f32 weights: an ``--dtype f16`` export stores weights as f16
-initializers followed by a ``Cast`` to f32 (``edge.export.onnx_vision.store_weights_f16``),
+initializers followed by a ``Cast`` to f32 (``edge.export.vision_onnx.store_weights_f16``),
 which would hide the weights from the quantizers (a MatMul whose B is a Cast output is not
 "constant"), so those casts are folded back into f32 initializers first.
 """
@@ -63,7 +63,7 @@ def int8_dynamic(model: onnx.ModelProto, dst: Path) -> None:
     """Dynamic int8: MatMuls with constant weights become int8 weights + on-the-fly activations.
 
     Only MatMul is quantized: on a full-size SigLIP tower also quantizing the patch Conv
-    (ConvInteger) was slower on CPU for no gain in size that matters (benchmarks/quant_vision.py).
+    (ConvInteger) was slower on CPU for no gain in size that matters (`python -m edge.benchmarks.quant_vision`).
     """
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -83,7 +83,7 @@ def _protect_shared_gemm(model: onnx.ModelProto) -> None:
     It turns every such Gemm into a MatMul by transposing the weight initializer *in
     place*, which breaks the weight's other readers: Whisper's decoder reads the token
     embedding both in a Gather and, transposed, in the logits Gemm
-    (``edge.export.whisper_onnx.untie_transposed_copies``). The Gemm becomes
+    (``edge.export.speech.whisper_onnx.untie_transposed_copies``). The Gemm becomes
     ``MatMul(x, Transpose(W))`` (a non-constant B, so it is left alone) and
     :func:`_restore_shared_gemm` puts it back afterwards: the shared table stays float.
     """

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from edge.errors import InputError
-from edge.runtime.llm import GGUF_QUANT_TYPES
+from edge.runtime.llama_backend import GGUF_QUANT_TYPES
 
 GRAPH_METHODS = ("int8", "int4", "qdq-int8")
 

@@ -7,52 +7,26 @@ kept, and only the rest is evaluated. A chat therefore only pays for its new tur
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
 
 import numpy as np
 
+from edge.options import GenerateOptions, RuntimeOptions
 from edge.bundle import load_manifest
 from edge.errors import ContextOverflowError, InputError, RuntimeFailure
-from edge.runtime.embed_cache import EmbeddingCache, image_key
-from edge.runtime.generate import Event, FinishEvent, Result, TextDecoder, Timings, TokenEvent, join, steps
-from edge.runtime.image import load_image
-from edge.runtime.images import Budget, Layout, scheme_for
-from edge.runtime.llm import LLM, LLMOptions
-from edge.runtime.prompt import ImageSlot, Message, render_chat, split_prompt, starts_with_bos
-from edge.runtime.sampling import Sampler, SamplingOptions
-from edge.runtime.vision import SessionOptions, VisionEncoder
-
-
-@dataclass(frozen=True)
-class RuntimeOptions:
-    """How to open a bundle: threads (0 = backend default), context size (0 = up to 4096)."""
-
-    threads: int = 0
-    n_ctx: int = 0
-    verbose: bool = False
-
-    def __post_init__(self) -> None:
-        if self.threads < 0 or self.threads > 1024:
-            raise InputError(f"threads must be between 1 and 1024, got {self.threads}")
-        if self.n_ctx < 0 or (0 < self.n_ctx < 16):
-            raise InputError(f"context size must be at least 16, got {self.n_ctx}")
-
-
-@dataclass(frozen=True)
-class GenerateOptions:
-    """One request: token limit, sampling, and whether to apply the chat template."""
-
-    max_tokens: int = 256
-    sampling: SamplingOptions = field(default_factory=SamplingOptions)
-    template: bool = True
-    system: Optional[str] = None
-    budget: Budget = field(default_factory=Budget)
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.max_tokens <= 1_000_000:
-            raise InputError(f"max tokens must be between 1 and 1000000, got {self.max_tokens}")
+from edge.runtime.vision.embed_cache import EmbeddingCache, image_key
+from edge.events import Event, FinishEvent, Result, Timings, TokenEvent
+from edge.runtime.text.generate import TextDecoder, join, steps
+from edge.runtime.vision.image_io import load_image
+from edge.options import Budget
+from edge.runtime.vision.schemes import Layout, scheme_for
+from edge.runtime.llama_backend import LLM, LLMOptions
+from edge.runtime.text.prompt import ImageSlot, Message, render_chat, split_prompt, starts_with_bos
+from edge.runtime.text.sampling import Sampler
+from edge.runtime.onnx_backend import SessionOptions
+from edge.runtime.vision.encoder import VisionEncoder
 
 
 @dataclass(frozen=True)
@@ -105,7 +79,7 @@ class Pipeline:
         # speech -> text for spoken turns: the bundle's own audio component, or one set by edge.load(speech=...)
         self.speech = None
         if m.audio is not None:
-            from edge.runtime.whisper import Transcriber
+            from edge.runtime.speech.transcribe import Transcriber
 
             self.speech = Transcriber(self.root, threads=options.threads)
 

@@ -10,9 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).parent))
-sys.path.insert(1, str(Path(__file__).parent.parent))  # the repository root: benchmarks.models
-import models  # noqa: E402
+from edge.export.builders import tiny
 
 THREADS = "2"
 # Tests are offline: make the hub libraries fail fast instead of trying the network.
@@ -37,7 +35,7 @@ def export_bundle(src: Path, out: Path, dtype: str = "f32") -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_llava_dir(tmp_path_factory) -> Path:
-    return models.tiny_llava(tmp_path_factory.mktemp("tiny_llava"))
+    return tiny.tiny_llava(tmp_path_factory.mktemp("tiny_llava"))
 
 
 @pytest.fixture(scope="session")
@@ -47,7 +45,7 @@ def tiny_llava_bundle(tiny_llava_dir, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_llama_dir(tmp_path_factory) -> Path:
-    return models.tiny_llama(tmp_path_factory.mktemp("tiny_llama"))
+    return tiny.tiny_llama(tmp_path_factory.mktemp("tiny_llama"))
 
 
 @pytest.fixture(scope="session")
@@ -72,7 +70,7 @@ def smollm2_bundle(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_idefics3_dir(tmp_path_factory) -> Path:
-    return models.tiny_idefics3(tmp_path_factory.mktemp("tiny_idefics3"))
+    return tiny.tiny_idefics3(tmp_path_factory.mktemp("tiny_idefics3"))
 
 
 @pytest.fixture(scope="session")
@@ -82,7 +80,7 @@ def tiny_idefics3_bundle(tiny_idefics3_dir, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_llava_next_dir(tmp_path_factory) -> Path:
-    return models.tiny_llava_next(tmp_path_factory.mktemp("tiny_llava_next"))
+    return tiny.tiny_llava_next(tmp_path_factory.mktemp("tiny_llava_next"))
 
 
 @pytest.fixture(scope="session")
@@ -92,7 +90,7 @@ def tiny_llava_next_bundle(tiny_llava_next_dir, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_whisper_dir(tmp_path_factory) -> Path:
-    return models.tiny_whisper(tmp_path_factory.mktemp("tiny_whisper"))
+    return tiny.tiny_whisper(tmp_path_factory.mktemp("tiny_whisper"))
 
 
 @pytest.fixture(scope="session")

@@ -71,7 +71,7 @@ def preprocess(src: Path, cfg) -> ImagePreprocess:
 
 def slicing(src: Path, cfg) -> dict:
     """Idefics3 image-splitting parameters and the prompt tokens around tiles."""
-    from edge.runtime.slicing_idefics3 import Idefics3Slicing
+    from edge.runtime.vision.slice_idefics3 import Idefics3Slicing
 
     return Idefics3Slicing.from_processor_config(_processor_config(src), tokens_per_tile=tokens_per_tile(cfg)).to_dict()
 

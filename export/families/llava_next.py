@@ -34,7 +34,7 @@ def preprocess(src: Path, cfg) -> ImagePreprocess:
 
 def slicing(src: Path, cfg) -> dict:
     """Anyres parameters: the grid pinpoints and the tower's tile and patch sizes."""
-    from edge.runtime.slicing_anyres import AnyresSlicing
+    from edge.runtime.vision.slice_anyres import AnyresSlicing
 
     if cfg.vision_feature_select_strategy != "default":
         raise ExportError("llava_next with vision_feature_select_strategy 'full' is not supported yet")

@@ -11,19 +11,19 @@ from edge.export.registry import Importer, SpeechSpec, register_importer, regist
 
 
 def _export(source, config, out, options, progress):
-    from edge.export.whisper import export_whisper
+    from edge.export.speech.whisper_export import export_whisper
 
     return export_whisper(source, config, out, options, progress)
 
 
 def _is_ct2(path: Path) -> bool:
-    from edge.export.ctranslate2 import is_ctranslate2_dir
+    from edge.export.speech.ctranslate2 import is_ctranslate2_dir
 
     return is_ctranslate2_dir(path)
 
 
 def _convert_ct2(src: Path, dst: Path) -> Path:
-    from edge.export.ctranslate2 import convert
+    from edge.export.speech.ctranslate2 import convert
 
     return convert(src, dst)
 

@@ -34,8 +34,8 @@ def test_vision_embeddings_match_torch(tiny_llava_bundle, reference, photo, phot
 
     model, processor = reference
     pipe = edge.load(tiny_llava_bundle, threads=2)
-    from edge.runtime.preprocess import clip_pixel_values
-    from edge.runtime.image import load_image
+    from edge.runtime.vision.clip import clip_pixel_values
+    from edge.runtime.vision.image_io import load_image
 
     imgs = [load_image(photo), load_image(photo2)]
     ours_px = clip_pixel_values(imgs, pipe.manifest.vision.preprocess)
@@ -78,7 +78,7 @@ def test_greedy_tokens_with_image_match_transformers(tiny_llava_bundle, referenc
 def test_the_image_changes_the_answer_like_in_transformers(tiny_llava_bundle, reference, photo, photo2):
     """Both runtimes must agree that the two images lead to different continuations."""
     import edge
-    from edge.runtime.pipeline import GenerateOptions
+    from edge.options import GenerateOptions
 
     model, processor = reference
     pipe = edge.load(tiny_llava_bundle, threads=2)
@@ -90,7 +90,7 @@ def test_the_image_changes_the_answer_like_in_transformers(tiny_llava_bundle, re
 
 def test_chat_template_places_the_image_like_the_processor(tiny_llava_bundle, reference, photo):
     import edge
-    from edge.runtime.pipeline import GenerateOptions
+    from edge.options import GenerateOptions
 
     model, processor = reference
     conversation = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Describe it."}]}]
@@ -103,8 +103,8 @@ def test_chat_template_places_the_image_like_the_processor(tiny_llava_bundle, re
 
 def test_two_turn_chat_reuses_the_cache(tiny_llava_bundle, photo):
     import edge
-    from edge.runtime.generate import join
-    from edge.runtime.pipeline import GenerateOptions
+    from edge.runtime.text.generate import join
+    from edge.options import GenerateOptions
 
     pipe = edge.load(tiny_llava_bundle, threads=2)
     chat = pipe.chat()

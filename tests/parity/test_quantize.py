@@ -109,7 +109,7 @@ def test_figures_are_measured_and_follow_the_input(tiny_llava_bundle, quantized,
     llm = fidelity.llm_figures(ref, ours)
     assert vision["cosine_mean"] < 0.9999 and llm["kl"] > 1e-4
     # other probes, other figures
-    from edge.runtime.image import load_image
+    from edge.runtime.vision.image_io import load_image
 
     probes2 = fidelity.Probes(images=[load_image(photo)] + probe_images(2, seed=5), texts=fidelity.PROBE_TEXTS[3:6],
                               prompts=fidelity.GREEDY_PROMPTS[:2])

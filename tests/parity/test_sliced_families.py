@@ -45,8 +45,8 @@ def _reference(model, processor, n_images, images):
 
 def _ours(bundle, images, **budget):
     import edge
-    from edge.runtime.images import Budget
-    from edge.runtime.pipeline import GenerateOptions
+    from edge.options import Budget
+    from edge.options import GenerateOptions
 
     pipe = edge.load(bundle, threads=2)
     result = pipe.generate("Describe the pictures.", images,
@@ -90,7 +90,7 @@ def test_budget_bounds_the_image_tokens(setups, family, photo2):
 @pytest.mark.parametrize("family", FAMILIES)
 def test_cache_skips_vision_work_the_second_time(setups, family, photo2):
     import edge
-    from edge.runtime.pipeline import GenerateOptions
+    from edge.options import GenerateOptions
 
     bundle, *_ = setups(family)
     pipe = edge.load(bundle, threads=2)

@@ -8,14 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-import models
+from edge.export.builders import tiny
 from conftest import run_cli
 from edge.bundle import load_manifest
 from edge.export.registry import speech_families
-from edge.runtime.audio import load_audio
-from edge.runtime.mel import log_mel
-from edge.runtime.whisper import Transcriber, TranscribeOptions
-from edge.runtime.whisper_rules import split_window
+from edge.runtime.speech.audio_io import load_audio
+from edge.runtime.speech.mel import log_mel
+from edge.runtime.speech.transcribe import Transcriber
+from edge.options import TranscribeOptions
+from edge.runtime.speech.decode_rules import split_window
 
 N_TOKENS = 30
 
@@ -42,7 +43,7 @@ def inputs(speech_fixtures):
 
 
 def test_every_speech_family_has_a_tiny_model_builder():
-    missing = set(speech_families()) - set(models.TINY_BUILDERS)
+    missing = set(speech_families()) - set(tiny.TINY_BUILDERS)
     assert not missing, f"speech families without a tiny-model test: {sorted(missing)}"
 
 
@@ -123,7 +124,7 @@ def multilingual(tmp_path_factory):
 
     from conftest import export_bundle
 
-    src = models.tiny_whisper_multilingual(tmp_path_factory.mktemp("tiny_whisper_ml"))
+    src = tiny.tiny_whisper_multilingual(tmp_path_factory.mktemp("tiny_whisper_ml"))
     bundle = export_bundle(src, tmp_path_factory.mktemp("bundles") / "whisper-ml-f32")
     return WhisperForConditionalGeneration.from_pretrained(src).eval(), Transcriber(bundle, threads=2)
 
@@ -132,7 +133,7 @@ def multilingual(tmp_path_factory):
 def test_multilingual_prompts_and_language_detection(multilingual, inputs, language, task):
     from transformers.utils import logging
 
-    from edge.runtime.whisper import greedy_decode
+    from edge.runtime.speech.transcribe import greedy_decode
 
     logging.set_verbosity_error()
     model, tr = multilingual
@@ -169,7 +170,7 @@ def test_transcribe_cli(tiny_whisper_bundle, speech_fixtures):
 def test_spoken_turn_in_the_python_api(tiny_llama_bundle, tiny_whisper_bundle, speech_fixtures):
     import edge
     from edge.errors import InputError
-    from edge.runtime.pipeline import GenerateOptions
+    from edge.options import GenerateOptions
 
     path = sorted(speech_fixtures)[1]
     heard = edge.load_speech(tiny_whisper_bundle, threads=2).transcribe(path).text

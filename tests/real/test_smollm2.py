@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-import models
+from edge.export.builders.smollm2 import smollm2_gguf
 from conftest import run_cli
 
 pytestmark = pytest.mark.slow
@@ -24,7 +24,7 @@ PROMPTS = [
 def smollm2_hf():
     from transformers import AutoModelForCausalLM
 
-    path = models.smollm2_gguf()
+    path = smollm2_gguf()
     return AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32).eval()
 
 
@@ -40,7 +40,7 @@ def test_f16_greedy_tokens_match_transformers(smollm2_bundle, smollm2_hf, prompt
     """Identical greedy tokens, except after a step where the f32 reference itself is
     a near-tie (top-2 logits within 0.01), where f16 rounding may pick either."""
     import edge
-    from edge.runtime.pipeline import GenerateOptions
+    from edge.options import GenerateOptions
 
     pipe = edge.load(smollm2_bundle, threads=2)
     ids = pipe.llm.tokenize(prompt)  # the same prompt ids on both sides

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from benchmarks.models import build_smolvlm_256m
+from edge.export.builders.full_size import build_smolvlm_256m
 from conftest import export_bundle, run_cli
 
 pytestmark = pytest.mark.slow

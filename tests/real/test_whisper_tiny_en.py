@@ -14,12 +14,14 @@ import pytest
 import soundfile as sf
 import torch
 
-import models
+from edge.export.builders.tiny import whisper_tiny_en_dir
 from conftest import THREADS, export_bundle, run_cli
-from edge.export.ctranslate2 import convert, read_model_bin, whisper_state_dict
-from edge.runtime.audio import load_audio
-from edge.runtime.stream import ManualClock, StreamOptions, Utterance, WavSource, stream_events
-from edge.runtime.whisper import Transcriber, TranscribeOptions
+from edge.export.speech.ctranslate2 import convert, read_model_bin, whisper_state_dict
+from edge.runtime.speech.audio_io import load_audio
+from edge.runtime.speech.live import ManualClock, Utterance, WavSource, stream_events
+from edge.options import StreamOptions
+from edge.runtime.speech.transcribe import Transcriber
+from edge.options import TranscribeOptions
 
 pytestmark = pytest.mark.slow
 MAX_WER = 0.15
@@ -46,7 +48,7 @@ def wer(refs: list[str], hyps: list[str]) -> float:
 
 @pytest.fixture(scope="module")
 def hf_dir(tmp_path_factory):
-    return convert(models.whisper_tiny_en_dir(), tmp_path_factory.mktemp("tiny_en_hf") / "tiny.en")
+    return convert(whisper_tiny_en_dir(), tmp_path_factory.mktemp("tiny_en_hf") / "tiny.en")
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +64,7 @@ def hf(hf_dir):
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory):
     """`edge export` straight from the CTranslate2 directory (the import happens inside)."""
-    return export_bundle(models.whisper_tiny_en_dir(), tmp_path_factory.mktemp("bundles") / "tiny-en-f16", dtype="f16")
+    return export_bundle(whisper_tiny_en_dir(), tmp_path_factory.mktemp("bundles") / "tiny-en-f16", dtype="f16")
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +89,7 @@ def hf_transcribe(hf, path: str, timestamps: bool) -> str:
 def test_import_maps_every_variable(hf_dir):
     from transformers import WhisperForConditionalGeneration
 
-    _, _, variables = read_model_bin(models.whisper_tiny_en_dir() / "model.bin")
+    _, _, variables = read_model_bin(whisper_tiny_en_dir() / "model.bin")
     sd, tied = whisper_state_dict(variables)
     model = WhisperForConditionalGeneration.from_pretrained(hf_dir)
     expected = {k for k in model.state_dict() if k != "proj_out.weight"}

@@ -2,18 +2,11 @@
 from __future__ import annotations
 
 import functools
-import sys
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import models  # noqa: E402
-
-IDEFICS3_TOKENS = ("<fake_token_around_image>", "<image>", "<end_of_utterance>", "<global-img>") + tuple(
-    f"<row_{r}_col_{c}>" for r in range(1, 7) for c in range(1, 7)
-)
+from edge.export.builders.smollm2 import IDEFICS3_TOKENS, smollm2_tokenizer
 
 
 @functools.lru_cache(maxsize=1)
@@ -21,7 +14,7 @@ def tokenizer():
     """SmolLM2's real tokenizer (offline) with SmolVLM's image tokens as special tokens.
 
     Built once per test session (reading the GGUF vocabulary takes seconds)."""
-    return models.smollm2_tokenizer(extra_special=IDEFICS3_TOKENS)
+    return smollm2_tokenizer(extra_special=IDEFICS3_TOKENS)
 
 
 def random_image(width: int, height: int) -> Image.Image:

@@ -6,7 +6,7 @@ import pytest
 import soundfile as sf
 
 from edge.errors import AudioError
-from edge.runtime.audio import Resampler, audio_info, load_audio, mono, stream_audio
+from edge.runtime.speech.audio_io import Resampler, audio_info, load_audio, mono, stream_audio
 
 
 def _tones(rate: int, seconds: float = 2.0) -> tuple[np.ndarray, np.ndarray]:

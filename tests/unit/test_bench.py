@@ -3,11 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from edge.apps.bench import harness
-
-roofline = harness("roofline")
-report = harness("report")
-procs = harness("procs")
+from edge.benchmarks import procs, report, roofline, suite
 
 SMOLVLM = {"model_type": "idefics3", "scale_factor": 4, "text_config": {"hidden_size": 576},
            "vision_config": {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12,
@@ -83,7 +79,6 @@ def test_text_summary_and_markdown_name_every_metric():
 
 
 def test_quantized_pass_reads_against_the_fp32_reference_of_the_same_run():
-    suite = harness("suite")
     first = _results(model="m (f16)", sides={"edge": {}, "transformers": {"load_ms": 1.0}, "llama.cpp": {}},
                      b2_cold={"transformers": {"cold_ms": 900.0}})
     q8 = _results(model="m (q8)", vision_dtype="int8", sides={"edge": {}, "llama.cpp": {}}, b2_cold={})
@@ -107,7 +102,6 @@ def test_targets_table_and_kept_notes(tmp_path):
     table = report.targets_table([_results(), {"model": "speech", "llm_dtype": None}])
     assert table[0].startswith("| bundle |") and len(table) == 2 + 9  # the speech-only bundle has no targets
     assert any("**not met**" in line for line in table) and any("| met |" in line for line in table)
-    suite = harness("suite")
     doc = tmp_path / "benchmarks.md"
     assert suite.kept_notes(doc) == f"{suite.NOTES_START}\n{suite.NOTES_END}"
     doc.write_text(f"# old\n{suite.NOTES_START}\nTTFT is prefill-bound.\n{suite.NOTES_END}\n## Results\n")

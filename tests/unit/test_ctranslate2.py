@@ -6,9 +6,9 @@ import struct
 import numpy as np
 import pytest
 
-import models
+from edge.export.builders.tiny import whisper_tiny_en_dir
 from edge.errors import ExportError
-from edge.export.ctranslate2 import is_ctranslate2_dir, read_model_bin
+from edge.export.speech.ctranslate2 import is_ctranslate2_dir, read_model_bin
 
 
 def _string(s: str) -> bytes:
@@ -48,7 +48,7 @@ def test_truncated_or_unknown_files_are_export_errors(tmp_path, cut):
 
 
 def test_only_whisper_specs_are_imported(tmp_path):
-    from edge.export.ctranslate2 import convert
+    from edge.export.speech.ctranslate2 import convert
 
     (tmp_path / "model.bin").write_bytes(_model_bin({"x": np.zeros(2, np.float32)}, spec="TransformerSpec"))
     (tmp_path / "tokenizer.json").write_text("{}")
@@ -60,10 +60,10 @@ def test_detection(tmp_path):
     assert not is_ctranslate2_dir(tmp_path)
     (tmp_path / "model.bin").write_bytes(b"PK\x03\x04 a zip, not CTranslate2")
     assert not is_ctranslate2_dir(tmp_path)
-    assert is_ctranslate2_dir(models.whisper_tiny_en_dir())
+    assert is_ctranslate2_dir(whisper_tiny_en_dir())
 
 
 def test_the_packaged_tiny_en_reads(tmp_path):
-    spec, _, v = read_model_bin(models.whisper_tiny_en_dir() / "model.bin")
+    spec, _, v = read_model_bin(whisper_tiny_en_dir() / "model.bin")
     assert spec == "WhisperSpec" and v["decoder/embeddings/weight"].shape == (51864, 384)
     assert v["decoder/projection/weight"] is v["decoder/embeddings/weight"]  # tied, stored once

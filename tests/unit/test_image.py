@@ -17,9 +17,9 @@ from PIL import Image, ImageFile
 
 from edge.errors import BundleError, ImageError, InputError
 from edge.manifest import ImagePreprocess
-from edge.runtime import preprocess
-from edge.runtime.image import load_image
-from edge.runtime.preprocess import ClipPlan, apply_clip, clip_pixel_values, plan_clip
+from edge.runtime.vision import clip as preprocess
+from edge.runtime.vision.image_io import load_image
+from edge.runtime.vision.clip import ClipPlan, apply_clip, clip_pixel_values, plan_clip
 
 transformers = pytest.importorskip("transformers")
 

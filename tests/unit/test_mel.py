@@ -7,7 +7,7 @@ from transformers import WhisperFeatureExtractor
 
 from edge.errors import InputError
 from edge.manifest import AudioFeatures
-from edge.runtime.mel import hz_to_mel, log_mel, mel_filters, mel_to_hz, n_window_frames
+from edge.runtime.speech.mel import hz_to_mel, log_mel, mel_filters, mel_to_hz, n_window_frames
 
 
 def _signals():

@@ -3,7 +3,7 @@ import pytest
 
 from edge.errors import InputError
 from edge.manifest import LLMSpec, PromptLayout
-from edge.runtime.prompt import ImageSlot, Message, detect_content_format, render_chat, split_prompt
+from edge.runtime.text.prompt import ImageSlot, Message, detect_content_format, render_chat, split_prompt
 
 STRING_TPL = "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}</s>{% endfor %}{% if add_generation_prompt %}<assistant>{% endif %}"
 PARTS_TPL = ("{% for m in messages %}{{ m['role'] }}: {% for p in m['content'] %}{% if p['type'] == 'image' %}<image>"

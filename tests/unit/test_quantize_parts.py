@@ -14,7 +14,8 @@ from edge.manifest import ImagePreprocess, TensorSpec, VisionSpec
 from edge.quantize import fidelity, onnx_quant
 from edge.quantize.probes import probe_images
 from edge.quantize.recipes import RECIPES, Recipe, get_recipe
-from edge.runtime.vision import SessionOptions, VisionEncoder
+from edge.runtime.onnx_backend import SessionOptions
+from edge.runtime.vision.encoder import VisionEncoder
 
 
 def test_recipes_by_name():

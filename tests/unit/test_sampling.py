@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from edge.errors import InputError
-from edge.runtime.sampling import Sampler, SamplingOptions
+from edge.runtime.text.sampling import Sampler
+from edge.options import SamplingOptions
 
 
 def _logits(seed=0, n=1000):

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from edge.errors import InputError
-from edge.runtime import slicing
-from edge.runtime.slicing import (SCHEMES, AnyresSlicing, Idefics3Slicing, UhdSlicing, apply_slices,
+from edge.runtime.vision import slicing
+from edge.runtime.vision.slicing import (SLICERS, AnyresSlicing, Idefics3Slicing, UhdSlicing, apply_slices,
                                   plan_slices, plan_to_dict, slicing_from_dict)
-from edge.runtime.slicing_common import resample_name
+from edge.runtime.vision.slice_common import resample_name
 from slicing_support import random_image
 
 CHEAP = {
@@ -26,9 +26,9 @@ MINIMUM = {"idefics3": 4, "anyres": 17, "uhd": 4}  # tokens of the one-frame pla
 
 
 def test_every_scheme_is_registered_and_tested():
-    assert set(SCHEMES) == set(CHEAP) == {"idefics3", "anyres", "uhd"}
+    assert set(SLICERS) == set(CHEAP) == {"idefics3", "anyres", "uhd"}
     for name, params in CHEAP.items():
-        assert params.scheme == name and SCHEMES[name].params is type(params)
+        assert params.scheme == name and SLICERS[name].params is type(params)
 
 
 @pytest.mark.parametrize("name", sorted(CHEAP))
@@ -36,7 +36,7 @@ def test_every_scheme_is_registered_and_tested():
 def test_facade_dispatches(name, size):
     params = CHEAP[name]
     plan = plan_slices(*size, params, max_tiles=3)
-    assert plan == SCHEMES[name].plan(*size, params, max_tiles=3)
+    assert plan == SLICERS[name].plan(*size, params, max_tiles=3)
     assert plan.tiles <= 3 and plan.grid == tuple(plan.grid)
     out = apply_slices(random_image(*size), plan, params)
     frames = out if isinstance(out, list) else list(out)

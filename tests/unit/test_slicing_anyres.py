@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from edge.errors import InputError
-from edge.runtime.slicing import (AnyresSlicing, anyres_feature_window, apply_anyres,
+from edge.runtime.vision.slicing import (AnyresSlicing, anyres_feature_window, apply_anyres,
                                   pack_anyres_features, plan_anyres, select_best_resolution,
                                   slicing_from_dict)
 from slicing_support import random_image, size_id, tokenizer

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from edge.errors import InputError
-from edge.runtime.slicing import (Idefics3Slicing, apply_idefics3, idefics3_layout,
+from edge.runtime.vision.slicing import (Idefics3Slicing, apply_idefics3, idefics3_layout,
                                   idefics3_pixel_attention_mask, pad_idefics3_batch, plan_idefics3,
                                   slicing_from_dict)
 from slicing_support import expand, random_image, size_id, tokenizer

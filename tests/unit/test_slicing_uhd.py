@@ -30,7 +30,6 @@ re-validating a change as above).
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -39,10 +38,9 @@ import pytest
 from PIL import Image
 
 from edge.errors import InputError
-from edge.runtime.slicing import UhdSlicing, apply_uhd, plan_to_dict, plan_uhd, slicing_from_dict, uhd_layout, uhd_patchify
+from edge.runtime.vision.slicing import UhdSlicing, apply_uhd, plan_to_dict, plan_uhd, slicing_from_dict, uhd_layout, uhd_patchify
 
-sys.path.insert(0, str(Path(__file__).parent))
-from slicing_support import random_image, size_id  # noqa: E402
+from slicing_support import random_image, size_id
 
 GOLDEN = Path(__file__).resolve().parents[1] / "data" / "uhd_plans.json"
 

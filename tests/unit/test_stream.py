@@ -8,9 +8,9 @@ import pytest
 import soundfile as sf
 
 from edge.errors import InputError
-from edge.runtime.audio import load_audio
-from edge.runtime.stream import (Dropped, ManualClock, RingBuffer, Segmenter, StreamOptions, SystemClock,
-                                 Utterance, WavSource, stream_events)
+from edge.runtime.speech.audio_io import load_audio
+from edge.runtime.speech.live import Dropped, ManualClock, RingBuffer, Segmenter, SystemClock, Utterance, WavSource, stream_events
+from edge.options import StreamOptions
 
 RATE = 16000
 

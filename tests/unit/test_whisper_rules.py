@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from edge.manifest import SpeechTokens
-from edge.runtime.whisper_rules import Vocabulary, apply_rules, bytes_to_unicode, split_window
+from edge.runtime.speech.decode_rules import Vocabulary, apply_rules, bytes_to_unicode, split_window
 
 T = SpeechTokens(sot=50257, eot=50256, transcribe=50358, translate=50357, notimestamps=50362, no_speech=50361,
                  timestamp_begin=50363, suppress=[1, 2], suppress_at_begin=[220, 50256], max_initial_timestamp_index=50)

@@ -37,8 +37,8 @@ from PIL import Image
 
 from edge.errors import InputError
 
-from . import slicing_common as common
-from .slicing_common import Box, Layout
+from . import slice_common as common
+from .slice_common import Box, Layout
 
 __all__ = [
     "Idefics3Slicing",

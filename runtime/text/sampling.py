@@ -1,32 +1,10 @@
 """Next-token sampling on the host: greedy, or temperature / top-k / top-p with a seed."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Optional
 
 import numpy as np
 
-from edge.errors import InputError
-
-
-@dataclass(frozen=True)
-class SamplingOptions:
-    """How to pick each next token. ``temperature == 0`` means greedy (argmax)."""
-
-    temperature: float = 0.0
-    top_k: int = 40
-    top_p: float = 0.95
-    seed: Optional[int] = None
-
-    def __post_init__(self) -> None:
-        if not (0.0 <= self.temperature <= 100.0) or self.temperature != self.temperature:
-            raise InputError(f"temperature must be between 0 and 100, got {self.temperature}")
-        if self.top_k < 0:
-            raise InputError(f"top-k must be 0 (off) or positive, got {self.top_k}")
-        if not (0.0 < self.top_p <= 1.0):
-            raise InputError(f"top-p must be in (0, 1], got {self.top_p}")
-        if self.seed is not None and not (0 <= self.seed < 2**63):
-            raise InputError(f"seed must be a non-negative integer, got {self.seed}")
+from edge.options import SamplingOptions
 
 
 class Sampler:

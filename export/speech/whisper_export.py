@@ -18,11 +18,13 @@ from edge import __version__
 from edge.bundle import write_bundle
 from edge.errors import ExportError
 from edge.manifest import AudioFeatures, AudioSpec, Manifest, SpeechTokens
-from edge.runtime.mel import log_mel
-from edge.runtime.vision import SessionOptions
-from edge.runtime.whisper import TranscribeOptions, WhisperGraphs, greedy_decode
+from edge.runtime.speech.mel import log_mel
+from edge.runtime.onnx_backend import SessionOptions
+from edge.export.source import load_hf
+from edge.options import TranscribeOptions
+from edge.runtime.speech.transcribe import WhisperGraphs, greedy_decode
 from edge.export import whisper_onnx as graphs
-from edge.export.onnx_vision import store_weights_f16
+from edge.export.vision_onnx import store_weights_f16
 
 # max |onnxruntime - torch| of the encoder outputs, relative to their largest magnitude
 ENCODER_RTOL = {"f32": 1e-4, "f16": 2e-2}
@@ -34,11 +36,9 @@ def export_whisper(source, config, out: Path, options, progress) -> Manifest:
     import torch
     import transformers
 
-    from edge.export.api import _load  # one-line error wrapper shared with the VLM path
-
-    hf_tok = _load(lambda: transformers.AutoTokenizer.from_pretrained(source.path), "tokenizer")
+    hf_tok = load_hf(lambda: transformers.AutoTokenizer.from_pretrained(source.path), "tokenizer")
     progress.stage("loading whisper model with transformers")
-    model = _load(
+    model = load_hf(
         lambda: transformers.WhisperForConditionalGeneration.from_pretrained(
             source.path, dtype=torch.float32, attn_implementation="eager"
         ),

@@ -38,7 +38,7 @@ from PIL import Image
 from edge.errors import BundleError, ImageError, InputError
 from edge.manifest import ImagePreprocess
 
-from .image import load_image
+from .image_io import load_image
 
 __all__ = ["ClipPlan", "plan_clip", "apply_clip", "clip_pixel_values", "RESAMPLE_FILTERS"]
 
@@ -135,7 +135,7 @@ def clip_pixel_values(images: Sequence[Any], pp: ImagePreprocess) -> np.ndarray:
     """Plan and apply each image; return float32 ``[n, 3, H, W]``.
 
     PIL images are used as given (like HF's processor: no EXIF transpose); anything
-    else goes through :func:`edge.runtime.image.load_image`.
+    else goes through :func:`edge.runtime.vision.image_io.load_image`.
 
     Raises:
         InputError: the images give planes of different sizes (no centre crop), or the

@@ -3,69 +3,12 @@ blocking call that only joins the stream."""
 from __future__ import annotations
 
 import codecs
-from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator, Optional, Union
+from typing import Callable, Iterable, Iterator, Optional
 
 import numpy as np
 
+from edge.events import Event, FinishEvent, Result
 from edge.errors import InputError
-
-
-@dataclass
-class Timings:
-    """Where the time of one request went (milliseconds unless named otherwise)."""
-
-    preprocess_ms: float = 0.0
-    image_encode_ms: float = 0.0
-    prefill_ms: float = 0.0
-    ttft_ms: float = 0.0
-    decode_ms: float = 0.0
-    decode_tokens_per_s: float = 0.0
-    prompt_tokens: int = 0
-    reused_tokens: int = 0
-    generated_tokens: int = 0
-    images: int = 0
-    tiles: int = 0  # tiles encoded by the vision graph in this request (cache hits encode none)
-    image_tokens: int = 0  # embedding positions the images take in the prompt
-    encode_ms_per_tile: float = 0.0
-    cache_hits: int = 0  # image-embedding cache counters of the pipeline
-    cache_misses: int = 0
-    image_plans: list = field(default_factory=list)  # per image: what the planner chose
-
-    def as_dict(self) -> dict:
-        """Rounded figures for JSON output."""
-        return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
-
-
-@dataclass(frozen=True)
-class TokenEvent:
-    """One generated token and the text it completes (may be empty mid-UTF-8 sequence)."""
-
-    id: int
-    text: str
-
-
-@dataclass(frozen=True)
-class FinishEvent:
-    """The end of a generation: why it stopped, everything it produced, and timings."""
-
-    reason: str  # "stop" (an end-of-sequence token), "length" (max tokens), "context" (context full)
-    text: str
-    tokens: list[int]
-    timings: Timings
-
-
-Event = Union[TokenEvent, FinishEvent]
-
-
-@dataclass(frozen=True)
-class Result:
-    """What :func:`join` returns: the whole answer."""
-
-    text: str
-    tokens: list[int]
-    finish_reason: str
-    timings: Timings = field(default_factory=Timings)
 
 
 def steps(

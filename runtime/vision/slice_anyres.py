@@ -13,7 +13,7 @@ Pixels reproduce the slow ``transformers.LlavaNextImageProcessor.preprocess`` (4
    whole source resized to ``shortest_edge x shortest_edge``, aspect *not* kept) comes
    first;
 5. every frame then goes through CLIP's ``_preprocess`` (shortest-edge resize, centre
-   crop, rescale, normalise): :func:`edge.runtime.preprocess.apply_clip`.
+   crop, rescale, normalise): :func:`edge.runtime.vision.clip.apply_clip`.
 
 The model side (``modeling_llava_next``): ``get_anyres_image_grid_shape`` gives the
 patch grid, ``pack_image_features`` lays the grid features out as one
@@ -39,9 +39,9 @@ from PIL import Image
 from edge.errors import InputError
 from edge.manifest import ImagePreprocess
 
-from . import slicing_common as common
-from .preprocess import apply_clip, plan_clip
-from .slicing_common import Box
+from . import slice_common as common
+from .clip import apply_clip, plan_clip
+from .slice_common import Box
 
 __all__ = [
     "AnyresSlicing",

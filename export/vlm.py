@@ -1,82 +1,52 @@
-"""``edge export``: a HF checkpoint (or a GGUF LLM) -> a verified bundle.
+"""The VLM path of ``edge export``: a HF vision-language model (or a plain causal LM) -> a bundle.
 
-Flow: resolve the source, look up the family spec, load the model with
-transformers, write the LLM as GGUF with our converter and the vision part as
-ONNX, then check parity against the same torch model and record the figures.
+Flow: look up the family spec, load the model with transformers, write the LLM as GGUF
+with our converter and the vision part as ONNX, then check parity against the same torch
+model and record the figures in the manifest.
 """
 from __future__ import annotations
 
 import dataclasses
 import datetime
-import tempfile
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable
 
 import numpy as np
 
 from edge import __version__
-from edge.bundle import check_output, write_bundle
-from edge.errors import ExportError, InputError
+from edge.bundle import write_bundle
+from edge.errors import ExportError
 from edge.manifest import LLMSpec, Manifest, PromptLayout, TensorSpec, VisionSpec
+from edge.options import ExportOptions
 from edge.progress import NullProgress
-from edge.runtime.llm import LLM, LLMOptions
-from edge.runtime.prompt import Message, detect_content_format, render_chat
+from edge.runtime.llama_backend import LLM, LLMOptions
+from edge.runtime.text.prompt import Message, detect_content_format, render_chat
 from edge.export import parity, tokenizer as tokmod
-from edge.export.gguf_writer import LlamaHParams, write_llama_gguf
-from edge.export.registry import FamilySpec, importer_for, spec_for, speech_spec_for
-from edge.export.source import Source, gguf_fields, resolve
+from edge.export.llm_llama import LlamaHParams, write_llama_gguf
+from edge.export.registry import FamilySpec, spec_for
+from edge.export.source import Source, gguf_fields, load_hf
 
 LLM_FILE = "llm.gguf"
 VISION_FILE = "vision.onnx"
 
 
-@dataclass(frozen=True)
-class ExportOptions:
-    """What to export and how: weight dtype, threads for the parity run, overwrite."""
-
-    dtype: str = "f16"
-    threads: int = 0
-    force: bool = False
-    name: Optional[str] = None
-
-    def __post_init__(self) -> None:
-        if self.dtype not in ("f32", "f16"):
-            raise InputError(f"--dtype must be f32 or f16, got {self.dtype!r}")
-        if self.threads < 0:
-            raise InputError(f"threads must be positive, got {self.threads}")
-
-
-def export(src: str, out: Path, options: ExportOptions = ExportOptions(), progress=NullProgress()) -> Manifest:
-    """Export ``src`` into the bundle directory ``out`` (written atomically)."""
+def export_vlm(source: Source, config, out: Path, options: ExportOptions, progress=NullProgress()) -> Manifest:
+    """Export a vision-language model (or a plain causal LM) read by transformers into ``out``."""
     import torch
     import transformers
 
-    check_output(out, options.force)  # before any slow work
-    torch.set_num_threads(options.threads or torch.get_num_threads())
-    progress.stage(f"reading {src}")
-    source = resolve(src)
-    importer = None if source.gguf_file else importer_for(source.path)
-    if importer is not None:  # a foreign format (CTranslate2...): convert to a HF checkpoint, export that
-        with tempfile.TemporaryDirectory(prefix="edge-import-") as tmp:
-            progress.stage(f"importing the {importer.name} model in {source.path}")
-            hf_dir = importer.convert(source.path, Path(tmp) / f"{source.path.parent.name}.{source.label}")
-            return export(str(hf_dir), out, options, progress)
-    config = _load(lambda: transformers.AutoConfig.from_pretrained(source.path, **source.hf_kwargs()), "config")
-    speech = speech_spec_for(getattr(config, "model_type", "?"))
-    if speech is not None:  # speech families (Whisper) write their own kind of bundle
-        return speech.export(source, config, out, options, progress)
     spec = spec_for(getattr(config, "model_type", "?"))
     tok, hf_tok = _tokenizer(source)
     progress.stage(f"loading {spec.name} model with transformers")
     cls = getattr(transformers, spec.model_class)
-    model = _load(lambda: cls.from_pretrained(source.path, dtype=torch.float32, **source.hf_kwargs()), "model")
+    model = load_hf(lambda: cls.from_pretrained(source.path, dtype=torch.float32, **source.hf_kwargs()), "model")
     model.eval()
 
     def populate(tmp: Path) -> Manifest:
         return _populate(tmp, source, spec, model, config, tok, hf_tok, options, progress)
 
     return write_bundle(out, populate, overwrite=options.force)
+
 
 
 def _populate(tmp: Path, source: Source, spec: FamilySpec, model, config, tok, hf_tok, options, progress) -> Manifest:
@@ -131,7 +101,7 @@ def _populate(tmp: Path, source: Source, spec: FamilySpec, model, config, tok, h
 def _export_vision(tmp, source, spec, model, config, tok, options, progress):
     import torch
 
-    from edge.export.onnx_vision import export_onnx, store_weights_f16
+    from edge.export.vision_onnx import export_onnx, store_weights_f16
 
     part = spec.vision
     pp = part.preprocess(source.path, config)
@@ -207,15 +177,7 @@ def _tokenizer(source: Source):
     import transformers
 
     meta = tokmod.from_hf_dir(source.path)
-    hf_tok = _load(lambda: transformers.AutoTokenizer.from_pretrained(source.path), "tokenizer")
+    hf_tok = load_hf(lambda: transformers.AutoTokenizer.from_pretrained(source.path), "tokenizer")
     return meta, hf_tok
 
 
-def _load(fn, what: str):
-    try:
-        return fn()
-    except (ExportError, InputError):
-        raise
-    except Exception as exc:  # transformers raises many kinds; keep it one line
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ExportError(f"cannot load the {what}: {msg}") from None

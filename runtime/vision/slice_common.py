@@ -1,7 +1,7 @@
 """What the slicing schemes share: parameter checks, the token budget, pixel arithmetic.
 
 The schemes themselves live in ``slicing_idefics3``, ``slicing_anyres`` and
-``slicing_uhd``; :mod:`edge.runtime.slicing` is the public face. Conventions used by
+``slicing_uhd``; :mod:`edge.runtime.vision.slicing` is the public face. Conventions used by
 all of them:
 
 * sizes are ``(width, height)``, grids are ``(rows, cols)``, boxes are
@@ -25,7 +25,7 @@ from PIL import Image
 
 from edge.errors import InputError
 
-from .preprocess import RESAMPLE_FILTERS
+from .clip import RESAMPLE_FILTERS
 
 __all__ = ["Box", "Layout", "check_limits", "resample_name", "merge_text", "plan_to_dict"]
 

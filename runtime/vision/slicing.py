@@ -29,15 +29,15 @@ from PIL import Image
 
 from edge.errors import InputError
 
-from .slicing_anyres import (AnyresPlan, AnyresSlicing, anyres_feature_window, apply_anyres,
+from .slice_anyres import (AnyresPlan, AnyresSlicing, anyres_feature_window, apply_anyres,
                              pack_anyres_features, plan_anyres, select_best_resolution)
-from .slicing_common import Box, Layout, plan_to_dict
-from .slicing_idefics3 import (Idefics3Plan, Idefics3Slicing, apply_idefics3, idefics3_layout,
+from .slice_common import Box, Layout, plan_to_dict
+from .slice_idefics3 import (Idefics3Plan, Idefics3Slicing, apply_idefics3, idefics3_layout,
                                idefics3_pixel_attention_mask, pad_idefics3_batch, plan_idefics3)
-from .slicing_uhd import UhdPlan, UhdSlicing, apply_uhd, plan_uhd, uhd_layout, uhd_patchify
+from .slice_uhd import UhdPlan, UhdSlicing, apply_uhd, plan_uhd, uhd_layout, uhd_patchify
 
 __all__ = [
-    "Box", "Layout", "SlicingParams", "SlicePlan", "SCHEMES", "slicing_from_dict", "plan_slices",
+    "Box", "Layout", "SlicingParams", "SlicePlan", "SLICERS", "slicing_from_dict", "plan_slices",
     "apply_slices", "plan_to_dict",
     "Idefics3Slicing", "Idefics3Plan", "plan_idefics3", "apply_idefics3", "idefics3_layout",
     "idefics3_pixel_attention_mask", "pad_idefics3_batch",
@@ -50,7 +50,7 @@ SlicingParams = Union[Idefics3Slicing, AnyresSlicing, UhdSlicing]
 SlicePlan = Union[Idefics3Plan, AnyresPlan, UhdPlan]
 
 
-class Scheme(NamedTuple):
+class Slicer(NamedTuple):
     """One slicing scheme: its parameter class, planner and executor."""
 
     params: type
@@ -58,10 +58,10 @@ class Scheme(NamedTuple):
     apply: Callable[..., Any]
 
 
-SCHEMES: dict[str, Scheme] = {
-    "idefics3": Scheme(Idefics3Slicing, plan_idefics3, apply_idefics3),
-    "anyres": Scheme(AnyresSlicing, plan_anyres, apply_anyres),
-    "uhd": Scheme(UhdSlicing, plan_uhd, apply_uhd),
+SLICERS: dict[str, Slicer] = {
+    "idefics3": Slicer(Idefics3Slicing, plan_idefics3, apply_idefics3),
+    "anyres": Slicer(AnyresSlicing, plan_anyres, apply_anyres),
+    "uhd": Slicer(UhdSlicing, plan_uhd, apply_uhd),
 }
 
 
@@ -71,10 +71,10 @@ def slicing_from_dict(d: dict) -> SlicingParams:
     Raises:
         InputError: an unknown scheme or bad parameters.
     """
-    scheme = SCHEMES.get(d.get("scheme")) if isinstance(d, dict) else None
+    scheme = SLICERS.get(d.get("scheme")) if isinstance(d, dict) else None
     if scheme is None:
         name = d.get("scheme") if isinstance(d, dict) else d
-        raise InputError(f"unknown slicing scheme {name!r}; known: {', '.join(SCHEMES)}")
+        raise InputError(f"unknown slicing scheme {name!r}; known: {', '.join(SLICERS)}")
     return scheme.params.from_dict(d)
 
 
@@ -88,7 +88,7 @@ def plan_slices(
     max_upscale: Optional[float] = None,
 ) -> SlicePlan:
     """Plan with the scheme ``params`` belongs to (see the per-scheme planners)."""
-    return SCHEMES[params.scheme].plan(
+    return SLICERS[params.scheme].plan(
         width, height, params, max_tiles=max_tiles, max_image_tokens=max_image_tokens, max_upscale=max_upscale
     )
 
@@ -96,4 +96,4 @@ def plan_slices(
 def apply_slices(image: Image.Image, plan: SlicePlan, params: SlicingParams) -> Union[np.ndarray, list]:
     """Execute ``plan``: ``[tiles, 3, S, S]`` for idefics3 / anyres, a list of
     ``[3, h, w]`` frames for uhd (their sizes differ)."""
-    return SCHEMES[params.scheme].apply(image, plan, params)
+    return SLICERS[params.scheme].apply(image, plan, params)

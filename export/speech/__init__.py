@@ -1,0 +1,1 @@
+"""The speech path of the exporter: Whisper checkpoints (and CTranslate2 imports) -> speech bundles."""

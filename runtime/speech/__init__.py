@@ -1,0 +1,1 @@
+"""Speech: audio reading, log-mel features, Whisper on onnxruntime, live audio."""

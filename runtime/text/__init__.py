@@ -1,0 +1,1 @@
+"""Text: prompts and chat templates, sampling, and the streaming generation loop."""

@@ -1,0 +1,1 @@
+"""Images -> embeddings: loading, slicing planners and executors, schemes, the encoder, the cache."""
