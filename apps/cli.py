@@ -25,6 +25,11 @@ app = typer.Typer(
 THREADS = typer.Option(0, "--threads", "-t", help="CPU threads for compute (0 = all cores).")
 MAX_IMAGE_TOKENS = typer.Option(None, "--max-image-tokens", help="Most LLM positions one image may take (a smaller tile grid is chosen to fit).")
 MAX_TILES = typer.Option(None, "--max-tiles", help="Most tiles one image may be cut into, the overview image included.")
+PROVIDER = typer.Option([], "--provider", metavar="NAME[:K=V,...]", help=(
+    "An onnxruntime execution provider for the vision/audio graphs, NAME[:key=value,...] (e.g. cuda:device_id=0); "
+    "repeat in order of preference (default: cpu). A fallback is reported."))
+VERBOSE = typer.Option(False, "--verbose", "-v", help=(
+    "Also show where each graph runs and llama.cpp's own log on stderr (warnings always show)."))
 BUNDLE = typer.Argument(None, help="Bundle directory. Omitted: the offline default model (SmolLM2-135M-Instruct), exported on first use.")
 
 
@@ -45,16 +50,20 @@ def export(
     threads: int = THREADS,
     as_json: bool = typer.Option(False, "--json", help="Print the manifest as JSON on stdout."),
     quant: Optional[str] = typer.Option(None, "--quant", help="Also quantize with this recipe (q8, q4, q4-int4vision, npu-int8, npu-int8-a8); the fidelity report goes into the manifest."),
+    provider: List[str] = PROVIDER,
+    verbose: bool = VERBOSE,
 ) -> None:
     """Export a checkpoint into a bundle, then check parity against transformers.
 
     Example: edge export ./llava-1.5-7b-hf -o llava.bundle --dtype f16 --quant q4
     """
     from edge.apps import quantize_cmd
+    from edge.apps.backends import command_options
     from edge.export.exporter import export as run_export
     from edge.options import ExportOptions
 
-    options = ExportOptions(dtype=dtype, threads=threads, force=force)
+    options = ExportOptions(dtype=dtype, threads=threads, force=force,
+                            runtime=command_options(threads, 0, provider, verbose))
     if quant is not None:
         manifest = quantize_cmd.export_quantized(src, out, options, quant, [], TerminalProgress(quiet=as_json))
     else:
@@ -74,14 +83,18 @@ def quantize(
     force: bool = typer.Option(False, "--force", help="Replace OUT if it is an existing bundle."),
     threads: int = THREADS,
     as_json: bool = typer.Option(False, "--json", help="Print the fidelity report as JSON on stdout."),
+    provider: List[str] = PROVIDER,
+    verbose: bool = VERBOSE,
 ) -> None:
     """Quantize a bundle into a new one and measure its fidelity against the original.
 
     Example: edge quantize llava.bundle -o llava-q4.bundle --recipe q4
     """
     from edge.apps import quantize_cmd
+    from edge.apps.backends import command_options
 
-    quantize_cmd.quantize(bundle, out, recipe, image, force, threads, as_json, TerminalProgress(quiet=as_json))
+    runtime = command_options(threads, 0, provider, verbose)
+    quantize_cmd.quantize(bundle, out, recipe, image, force, threads, as_json, TerminalProgress(quiet=as_json), runtime)
 
 
 @app.command()
@@ -100,17 +113,22 @@ def run(
     max_image_tokens: Optional[int] = MAX_IMAGE_TOKENS,
     max_tiles: Optional[int] = MAX_TILES,
     threads: int = THREADS,
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object at the end (text, tokens, timings) instead of streaming."),
+    as_json: bool = typer.Option(False, "--json", help=(
+        "Print one JSON object at the end (text, tokens, timings, where each graph ran) instead of streaming.")),
+    provider: List[str] = PROVIDER,
+    verbose: bool = VERBOSE,
 ) -> None:
     """Answer one prompt, streaming the answer to stdout.
 
     Example: edge run llava.bundle --image cat.jpg --prompt "What is in this picture?"
     """
     import edge
+    from edge.apps.backends import command_options
     from edge.options import Budget
     from edge.options import GenerateOptions
     from edge.options import SamplingOptions
 
+    runtime = command_options(threads, ctx, provider, verbose)
     if prompt == "-":
         prompt = sys.stdin.read()
     options = GenerateOptions(
@@ -120,13 +138,15 @@ def run(
         system=system,
         budget=Budget(max_tiles=max_tiles, max_image_tokens=max_image_tokens),
     )
-    pipe = edge.load(_bundle(bundle, threads, as_json), threads=threads, n_ctx=ctx)
+    pipe = edge.load(_bundle(bundle, threads, as_json), runtime)
     from edge.events import FinishEvent
 
     for ev in pipe.stream(prompt, [str(p) for p in image], options):
         if isinstance(ev, FinishEvent):
             if as_json:
-                out = {"text": ev.text, "tokens": ev.tokens, "finish_reason": ev.reason, "timings": ev.timings.as_dict()}
+                out = {"text": ev.text, "tokens": ev.tokens, "finish_reason": ev.reason,
+                       "timings": ev.timings.as_dict(),
+                       "placement": {k: p.as_dict() for k, p in pipe.placement.items()}}
                 print(json.dumps(out, ensure_ascii=False))
             else:
                 print(flush=True)
@@ -147,6 +167,8 @@ def chat(
     max_tiles: Optional[int] = MAX_TILES,
     audio_bundle: Optional[Path] = typer.Option(None, "--audio-bundle", help="A Whisper bundle for spoken turns (/audio PATH, /mic)."),
     threads: int = THREADS,
+    provider: List[str] = PROVIDER,
+    verbose: bool = VERBOSE,
 ) -> None:
     """Chat in the terminal; the KV cache is kept so each turn only evaluates what is new.
 
@@ -156,6 +178,7 @@ def chat(
     Example: edge chat            (the offline default model)
     """
     import edge
+    from edge.apps.backends import command_options
     from edge.apps.repl import repl
     from edge.options import Budget
     from edge.options import GenerateOptions
@@ -166,7 +189,8 @@ def chat(
         sampling=SamplingOptions(temperature=temperature, seed=seed),
         budget=Budget(max_tiles=max_tiles, max_image_tokens=max_image_tokens),
     )
-    pipe = edge.load(_bundle(bundle, threads, False), threads=threads, n_ctx=ctx, speech=audio_bundle)
+    runtime = command_options(threads, ctx, provider, verbose)
+    pipe = edge.load(_bundle(bundle, threads, False), runtime, speech=audio_bundle)
     repl(pipe, options, system)
 
 
@@ -178,17 +202,22 @@ def transcribe(
     task: str = typer.Option("transcribe", "--task", help="transcribe, or translate (to English; multilingual models)."),
     no_timestamps: bool = typer.Option(False, "--no-timestamps", help="Plain text without timed segments."),
     threads: int = THREADS,
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object: text, segments with times, real-time factor."),
+    as_json: bool = typer.Option(False, "--json", help=(
+        "Print one JSON object: text, segments with times, real-time factor, where each graph ran.")),
+    provider: List[str] = PROVIDER,
+    verbose: bool = VERBOSE,
 ) -> None:
     """Transcribe an audio file; segments print as each 30 s window is decoded.
 
     Example: edge transcribe whisper.bundle meeting.flac --json
     """
     from edge.apps import speech_cmd
+    from edge.apps.backends import command_options
     from edge.options import TranscribeOptions
 
+    backend = command_options(threads, 0, provider, verbose).audio
     options = TranscribeOptions(language=language, task=task, timestamps=not no_timestamps)
-    speech_cmd.transcribe(bundle, audio, options, threads, as_json)
+    speech_cmd.transcribe(bundle, audio, options, backend, as_json)
 
 
 @app.command()
@@ -205,32 +234,47 @@ def listen(
     wav: Optional[Path] = typer.Option(None, "--file", help="Replay this audio file at real-time pace instead of the microphone."),
     threads: int = THREADS,
     as_json: bool = typer.Option(False, "--json", help="One JSON object per transcript (start, end, final, text)."),
+    provider: List[str] = PROVIDER,
+    verbose: bool = VERBOSE,
 ) -> None:
     """Transcribe the microphone live, printing each utterance as it ends (Ctrl-C stops).
 
     Example: edge listen whisper.bundle --step 2 --length 8
     """
     from edge.apps import speech_cmd
+    from edge.apps.backends import command_options
     from edge.options import StreamOptions
     from edge.options import TranscribeOptions
 
+    backend = command_options(threads, 0, provider, verbose).audio
+
     stream = StreamOptions(step_s=step, length_s=length, keep_s=keep, silence_s=silence, threshold_db=threshold,
                            max_lag_s=max_lag, on_lag=on_lag, buffer_s=max(30.0, length, max_lag))
-    speech_cmd.listen(bundle, stream, TranscribeOptions(), threads, as_json, wav=wav, device=device)
+    speech_cmd.listen(bundle, stream, TranscribeOptions(), backend, as_json, wav=wav, device=device)
 
 
 @app.command()
 def inspect(
-    bundle: Path = typer.Argument(..., help="Bundle directory."),
+    bundle: Optional[Path] = typer.Argument(None, help="Bundle directory (not needed with --schema)."),
     verify: bool = typer.Option(False, "--verify", help="Also check the sha256 of every file."),
     as_json: bool = typer.Option(False, "--json", help="Print the manifest as JSON."),
+    schema: bool = typer.Option(False, "--schema", help="Print the JSON Schema of manifest.json and exit."),
 ) -> None:
     """Show what a bundle holds and check it (sizes always, sha256 with --verify).
 
-    Example: edge inspect llava.bundle --verify
+    Example: edge inspect llava.bundle --verify; edge inspect --schema > manifest.schema.json
     """
     from edge.bundle import load_manifest
 
+    if schema:
+        from edge.schema import schema_text
+
+        print(schema_text(), end="")
+        return
+    if bundle is None:
+        from edge.errors import InputError
+
+        raise InputError("edge inspect needs a BUNDLE directory (or --schema)")
     _, m = load_manifest(bundle, verify=verify)
     if as_json:
         print(m.to_json(), end="")
@@ -297,6 +341,9 @@ def _kind(exc: BaseException) -> set[str]:
 
 def main(argv: Optional[list[str]] = None) -> int:
     """Entry point: one-line errors on stderr and an exit code, never a traceback."""
+    from edge.apps.backends import setup_logging
+
+    setup_logging()  # warnings of every command reach stderr; --verbose raises the level
     command = typer.main.get_command(app)
     try:
         command.main(args=argv, prog_name="edge", standalone_mode=False)

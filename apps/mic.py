@@ -1,4 +1,4 @@
-"""Microphone capture with ``sounddevice`` (PortAudio), behind ``edge.runtime.speech.live.AudioSource``.
+"""Microphone capture with ``sounddevice`` (PortAudio), behind ``edge.runtime.speech.capture.AudioSource``.
 
 ``sounddevice`` is imported only when a microphone is opened, so everything else works
 without it; a missing package or PortAudio library is one clear error.
@@ -9,24 +9,18 @@ from typing import Optional
 
 import numpy as np
 
-from edge.errors import EdgeError
+from edge.errors import DeviceError
 from edge.runtime.speech.audio_io import Resampler
-from edge.runtime.speech.live import RingBuffer
-
-
-class MicrophoneError(EdgeError):
-    """No microphone can be opened (package, library or device missing)."""
-
-    exit_code = 5
+from edge.runtime.speech.capture import RingBuffer
 
 
 def _sounddevice():
     try:
         import sounddevice
     except ImportError:
-        raise MicrophoneError("the microphone needs the sounddevice package: pip install sounddevice") from None
+        raise DeviceError("the microphone needs the sounddevice package: pip install sounddevice") from None
     except OSError as exc:  # sounddevice raises OSError when the PortAudio library is missing
-        raise MicrophoneError(
+        raise DeviceError(
             f"the microphone needs the PortAudio library ({exc}); install it "
             "(Debian/Ubuntu: apt-get install libportaudio2; macOS: brew install portaudio)"
         ) from None
@@ -64,10 +58,10 @@ class MicSource:
                 samplerate=rate, channels=1, dtype="float32", device=device, callback=self._callback
             )
             self._stream.start()
-        except MicrophoneError:
+        except DeviceError:
             raise
         except Exception as exc:  # PortAudio errors: no device, busy, permission
-            raise MicrophoneError(f"cannot open the microphone: {' '.join(str(exc).split())[:200]}") from None
+            raise DeviceError(f"cannot open the microphone: {' '.join(str(exc).split())[:200]}") from None
 
     def _callback(self, indata, frames, time_info, status) -> None:
         x = indata[:, 0]

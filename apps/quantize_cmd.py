@@ -12,14 +12,19 @@ from typing import Optional, Sequence
 from edge.bundle import check_output
 from edge.errors import BundleError
 from edge.manifest import Manifest
+from edge.options import RuntimeOptions
 
 
 def quantize(bundle: Path, out: Path, recipe: str, images: Sequence[Path], force: bool, threads: int,
-             as_json: bool, progress) -> None:
-    """Quantize ``bundle`` into ``out``; print the fidelity report (JSON with ``as_json``) on stdout."""
-    from edge.quantize.api import QuantizeOptions, quantize_bundle, summary_lines
+             as_json: bool, progress, runtime: Optional[RuntimeOptions] = None) -> None:
+    """Quantize ``bundle`` into ``out``; print the fidelity report (JSON with ``as_json``) on stdout.
 
-    options = QuantizeOptions(threads=threads, force=force, images=tuple(str(p) for p in images))
+    ``threads`` is the quantizer's; ``runtime`` how both bundles run for the fidelity figures.
+    """
+    from edge.options import QuantizeOptions
+    from edge.quantize.api import quantize_bundle, summary_lines
+
+    options = QuantizeOptions(threads=threads, force=force, images=tuple(str(p) for p in images), runtime=runtime)
     manifest = quantize_bundle(bundle, out, recipe, options, progress)
     report = manifest.provenance["fidelity"]
     if as_json:
@@ -37,7 +42,8 @@ def export_quantized(src: str, out: Path, export_options, recipe: str, images: S
     end, whatever happens; ``out`` is written atomically as by any quantization.
     """
     from edge.export.exporter import export
-    from edge.quantize.api import QuantizeOptions, quantize_bundle
+    from edge.options import QuantizeOptions
+    from edge.quantize.api import quantize_bundle
     from edge.quantize.recipes import get_recipe
 
     get_recipe(recipe)  # an unknown name fails before the slow export
@@ -51,7 +57,8 @@ def export_quantized(src: str, out: Path, export_options, recipe: str, images: S
         reference = work / "bundle"
         export(src, reference, dataclasses.replace(export_options, force=False), progress)
         options = QuantizeOptions(threads=export_options.threads, force=export_options.force,
-                                  images=tuple(str(p) for p in images), name=export_options.name)
+                                  images=tuple(str(p) for p in images), name=export_options.name,
+                                  runtime=export_options.runtime)
         return quantize_bundle(reference, out, recipe, options, progress)
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -8,18 +8,20 @@ from pathlib import Path
 from typing import Optional
 
 from edge.errors import EdgeError, InputError
-from edge.runtime.speech.live import Dropped, SystemClock, WavSource, stream_events
-from edge.options import StreamOptions
+from edge.runtime.speech.capture import SystemClock, WavSource
+from edge.runtime.speech.live import Dropped, stream_events
+from edge.options import OnnxOptions, StreamOptions
 from edge.runtime.speech.transcribe import Transcriber
 from edge.options import TranscribeOptions
 
 
-def transcribe(bundle: Path, audio: Path, options: TranscribeOptions, threads: int, as_json: bool) -> None:
+def transcribe(bundle: Path, audio: Path, options: TranscribeOptions, backend: OnnxOptions, as_json: bool) -> None:
     """Print the transcript of a file (segments stream to stdout as they are decoded)."""
-    tr = Transcriber(bundle, threads=threads)
+    tr = Transcriber(bundle, backend)
     if as_json:  # quiet, as every --json command (segments print as they come without it)
         result = tr.transcribe(audio, options)
-        print(json.dumps(result.as_dict(), ensure_ascii=False))
+        placement = {k: p.as_dict() for k, p in tr.placement.items()}
+        print(json.dumps({**result.as_dict(), "placement": placement}, ensure_ascii=False))
         return
     t0 = time.perf_counter()
     n = 0
@@ -43,10 +45,10 @@ def _clock(t: float) -> str:
     return f"{h:02d}:{m:02d}:{s:06.3f}" if h else f"{m:02d}:{s:06.3f}"
 
 
-def listen(bundle: Path, stream: StreamOptions, options: TranscribeOptions, threads: int, as_json: bool,
+def listen(bundle: Path, stream: StreamOptions, options: TranscribeOptions, backend: OnnxOptions, as_json: bool,
            wav: Optional[Path] = None, device: Optional[str] = None) -> None:
     """Transcribe live audio (the microphone, or ``wav`` replayed at real-time pace) until Ctrl-C."""
-    tr = Transcriber(bundle, threads=threads)
+    tr = Transcriber(bundle, backend)
     if wav is not None:
         source = WavSource(wav, SystemClock(), tr.sample_rate, stream.buffer_s)
     else:

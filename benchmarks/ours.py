@@ -26,8 +26,9 @@ class Ours:
 
     def __init__(self, bundle: str, threads: int, n_ctx: int = N_CTX) -> None:
         import edge
+        from edge.options import RuntimeOptions
 
-        self.pipe = edge.load(bundle, threads=threads, n_ctx=n_ctx)
+        self.pipe = edge.load(bundle, RuntimeOptions.simple(threads=threads, n_ctx=n_ctx))
         self.manifest = self.pipe.manifest
 
     def info(self) -> dict:
@@ -102,9 +103,10 @@ class OursSpeech:
     name = "edge"
 
     def __init__(self, bundle: str, threads: int) -> None:
+        from edge.options import OnnxOptions
         from edge.runtime.speech.transcribe import load_speech
 
-        self.tr = load_speech(bundle, threads=threads)
+        self.tr = load_speech(bundle, OnnxOptions(threads=threads))
 
     def info(self) -> dict:
         return {"audio_dtype": self.tr.spec.dtype}

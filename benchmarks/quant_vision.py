@@ -72,7 +72,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from edge.quantize import fidelity, onnx_quant
-    from edge.runtime.onnx_backend import SessionOptions, open_session
+    from edge.options import OnnxOptions
+    from edge.runtime.onnx_backend import open_session
 
     work = args.work or Path(tempfile.mkdtemp(prefix="quant_vision."))
     work.mkdir(parents=True, exist_ok=True)
@@ -98,7 +99,7 @@ def main(argv=None) -> int:
         print(f"quantized to {method} in {time.perf_counter() - t:.1f} s", file=sys.stderr)
         graphs[method] = dst
 
-    sessions = {k: open_session(p, SessionOptions(threads=args.threads)) for k, p in graphs.items()}
+    sessions = {k: open_session(p, OnnxOptions(threads=args.threads)) for k, p in graphs.items()}
     outputs = {k: np.concatenate([s.run(None, {"pixel_values": x})[0] for x in xs]) for k, s in sessions.items()}
     times: dict[str, list[float]] = {k: [] for k in sessions}
     one = xs[0]

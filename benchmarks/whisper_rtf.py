@@ -94,9 +94,9 @@ def bundles(work: Path, threads: int) -> dict[str, Path]:
 
 def run_edge(bundle: Path, threads: int):
     from edge.runtime.speech.transcribe import Transcriber
-    from edge.options import TranscribeOptions
+    from edge.options import OnnxOptions, TranscribeOptions
 
-    tr = Transcriber(bundle, threads=threads)
+    tr = Transcriber(bundle, OnnxOptions(threads=threads))
     opts = TranscribeOptions(timestamps=True)
 
     def go(audio: np.ndarray) -> str:

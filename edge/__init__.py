@@ -8,38 +8,115 @@ The public Python API::
 """
 from __future__ import annotations
 
+import os
+from typing import TYPE_CHECKING, Any, Optional, Union
+
 __version__ = "0.1.0"
 
-from edge.errors import BundleError, EdgeError, ExportError, ImageError, InputError  # noqa: E402
+from edge.errors import (  # noqa: E402
+    AudioError,
+    BundleError,
+    ContextOverflowError,
+    DeviceError,
+    EdgeError,
+    ExportError,
+    ImageError,
+    InputError,
+    RuntimeFailure,
+)
+from edge.events import Event, FinishEvent, Placement, Result, Segment, Timings, TokenEvent, Transcript  # noqa: E402
+from edge.options import (  # noqa: E402
+    Budget,
+    ExportOptions,
+    GenerateOptions,
+    LLMOptions,
+    OnnxOptions,
+    Provider,
+    QuantizeOptions,
+    RuntimeOptions,
+    SamplingOptions,
+    StreamOptions,
+    TranscribeOptions,
+)
+
+if TYPE_CHECKING:
+    from edge.runtime.pipeline import Pipeline
+    from edge.runtime.speech.transcribe import Transcriber
 
 
-def load(bundle, speech=None, **options):
+def load(
+    bundle: Union[str, os.PathLike],
+    options: Optional[RuntimeOptions] = None,
+    *,
+    speech: Any = None,
+    threads: Optional[int] = None,
+    n_ctx: Optional[int] = None,
+    verbose: Optional[bool] = None,
+) -> "Pipeline":
     """Open a bundle and return a :class:`edge.runtime.pipeline.Pipeline`.
 
-    Keyword options are those of :class:`edge.runtime.pipeline.RuntimeOptions`
-    (``threads``, ``n_ctx``, ``verbose``). ``speech`` names a Whisper bundle (or is a
+    ``options`` (:class:`edge.options.RuntimeOptions`) says how each component runs: the
+    vision and audio graphs on onnxruntime (threads, execution providers with their options),
+    the LLM on llama.cpp (context size, threads, KV cache type...). The keywords ``threads``,
+    ``n_ctx`` and ``verbose`` are the short form, :meth:`RuntimeOptions.simple`; give one form
+    or the other. ``speech`` names a Whisper bundle (or is a
     :class:`edge.runtime.speech.transcribe.Transcriber`) for spoken turns: ``pipe.stream(prompt,
-    audio=["question.wav"])``; a bundle that carries its own audio component needs none.
+    audio=["question.wav"])``; it runs with ``options.audio``. A bundle that carries its own
+    audio component needs none.
+
+    Raises:
+        InputError: both forms of options, or a bad option value.
+        BundleError / RuntimeFailure: the bundle cannot be read or loaded.
     """
     # Imported here: the contract does not import the runtime at module level.
     from edge.runtime.pipeline import Pipeline
-    from edge.options import RuntimeOptions
 
-    runtime = RuntimeOptions(**options)
+    runtime = _runtime_options(options, threads, n_ctx, verbose)
     pipe = Pipeline(bundle, runtime)
     if speech is not None:
-        pipe.speech = speech if hasattr(speech, "transcribe") else load_speech(speech, threads=runtime.threads)
+        pipe.speech = speech if hasattr(speech, "transcribe") else load_speech(speech, runtime.audio)
     return pipe
 
 
-def load_speech(bundle, threads: int = 0):
+def load_speech(
+    bundle: Union[str, os.PathLike], options: Optional[OnnxOptions] = None, *, threads: Optional[int] = None
+) -> "Transcriber":
     """Open a bundle's speech component: a :class:`edge.runtime.speech.transcribe.Transcriber`.
 
+    ``options`` (:class:`edge.options.OnnxOptions`): how onnxruntime runs the Whisper graphs;
+    ``threads`` is the short form (CPU, that many threads).
     ``load_speech("whisper.bundle").transcribe("talk.flac").text``
     """
     from edge.runtime.speech.transcribe import Transcriber
 
-    return Transcriber(bundle, threads=threads)
+    if options is not None and threads is not None:
+        raise InputError("give load_speech either options or threads, not both")
+    if options is None:
+        options = OnnxOptions(threads=threads or 0)
+    elif not isinstance(options, OnnxOptions):
+        raise InputError(f"load_speech options must be OnnxOptions, got {type(options).__name__}")
+    return Transcriber(bundle, options)
 
 
-__all__ = ["load", "load_speech", "EdgeError", "InputError", "ImageError", "BundleError", "ExportError", "__version__"]
+def _runtime_options(options, threads, n_ctx, verbose) -> RuntimeOptions:
+    short = {k: v for k, v in (("threads", threads), ("n_ctx", n_ctx), ("verbose", verbose)) if v is not None}
+    if options is None:
+        return RuntimeOptions.simple(**short)
+    if short:
+        raise InputError(f"give edge.load either options or {', '.join(short)}, not both")
+    if not isinstance(options, RuntimeOptions):
+        raise InputError(f"edge.load options must be RuntimeOptions, got {type(options).__name__}")
+    return options
+
+
+__all__ = [
+    "__version__", "load", "load_speech",
+    # options
+    "RuntimeOptions", "OnnxOptions", "LLMOptions", "Provider", "GenerateOptions", "SamplingOptions", "Budget",
+    "TranscribeOptions", "StreamOptions", "ExportOptions", "QuantizeOptions",
+    # events and results
+    "Event", "TokenEvent", "FinishEvent", "Result", "Timings", "Placement", "Segment", "Transcript",
+    # errors
+    "EdgeError", "InputError", "ImageError", "AudioError", "ContextOverflowError", "BundleError", "ExportError",
+    "RuntimeFailure", "DeviceError",
+]

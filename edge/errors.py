@@ -50,3 +50,9 @@ class RuntimeFailure(EdgeError):
     """A backend (onnxruntime, llama.cpp) failed while running a valid bundle."""
 
     exit_code = 5
+
+
+class DeviceError(EdgeError):
+    """A capture device (microphone, camera) that cannot be opened: package, library or device missing."""
+
+    exit_code = 5

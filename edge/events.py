@@ -101,3 +101,43 @@ class Transcript:
             "segments": [{k: v for k, v in asdict(s).items()} for s in self.segments],
             "timings": {k: round(v, 1) for k, v in self.timings.items()},
         }
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where one ONNX graph runs: the execution providers asked for, the ones onnxruntime
+    registered for the session, and how many graph nodes each provider got.
+
+    ``nodes`` is empty when onnxruntime did not report the assignment. Any difference between
+    what was asked and what runs is a fallback: :attr:`reasons` says what it is, and the
+    runtime logs it as a warning (``edge.onnxruntime``); it is never silent.
+    """
+
+    graph: str
+    requested: tuple[str, ...]
+    providers: tuple[str, ...]
+    nodes: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def reasons(self) -> tuple[str, ...]:
+        """What differs from the request, one sentence each (empty: it runs as asked)."""
+        out = [f"{p} was asked for but onnxruntime did not register it"
+               for p in self.requested if p not in self.providers]
+        counts = dict(self.nodes)
+        preferred = self.requested[0] if self.requested else None
+        total = sum(counts.values())
+        moved = {p: n for p, n in counts.items() if p != preferred and n}
+        if preferred is not None and moved:
+            where = ", ".join(f"{n} on {p}" for p, n in moved.items())
+            out.append(f"{sum(moved.values())} of {total} nodes do not run on {preferred}, asked for first ({where})")
+        return tuple(out)
+
+    @property
+    def fallback(self) -> bool:
+        """Whether anything runs elsewhere than asked."""
+        return bool(self.reasons)
+
+    def as_dict(self) -> dict:
+        """Plain JSON-able form (for ``--json``)."""
+        return {"graph": self.graph, "requested": list(self.requested), "providers": list(self.providers),
+                "nodes": dict(self.nodes), "fallback": self.fallback, "reasons": list(self.reasons)}

@@ -11,11 +11,15 @@ import json
 import types
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Optional, Union
+from typing import Any, Literal, Optional, Union
 
-from edge.errors import BundleError
+from edge.errors import BundleError, InputError
+from edge.preprocess import (PREPROCESS_SCHEMES, AnyresSlicing, Idefics3Slicing, ImagePreprocess,  # noqa: F401
+                             UhdSlicing, VisionPreprocess)
 
-SCHEMA_VERSION = 1
+# 2: ``vision.preprocess`` is a tagged union by ``scheme`` and holds every image parameter
+# (schema 1 had a free ``vision.slicing`` dict beside it; such bundles are upgraded on load).
+SCHEMA_VERSION = 2
 MANIFEST_NAME = "manifest.json"
 
 
@@ -23,40 +27,18 @@ MANIFEST_NAME = "manifest.json"
 class FileEntry:
     """One file of the bundle, relative to the bundle directory."""
 
-    path: str
-    bytes: int
-    sha256: str
+    path: str  # relative to the bundle directory, "/"-separated
+    bytes: int  # the file's size (checked at every load)
+    sha256: str  # hex sha256 of the file's bytes (checked by ``edge inspect --verify``)
 
 
 @dataclass(frozen=True)
 class TensorSpec:
     """A graph input or output. ``shape`` uses -1 for a dynamic axis."""
 
-    name: str
-    dtype: str
-    shape: list[int]
-
-
-@dataclass(frozen=True)
-class ImagePreprocess:
-    """How an image becomes ``pixel_values``, as the family's HF image processor does it.
-
-    ``scheme`` names the planner (``clip``: resize the shortest edge, centre-crop).
-    """
-
-    scheme: str
-    image_size: int
-    shortest_edge: int
-    crop_height: int
-    crop_width: int
-    do_resize: bool = True
-    do_center_crop: bool = True
-    do_rescale: bool = True
-    do_normalize: bool = True
-    resample: str = "bicubic"
-    rescale_factor: float = 1.0 / 255.0
-    mean: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
-    std: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0])
+    name: str  # the tensor's name in the graph
+    dtype: str  # element type as numpy names it ("float32", "int64", ...)
+    shape: list[int]  # dimensions, -1 for a dynamic axis
 
 
 @dataclass(frozen=True)
@@ -64,19 +46,20 @@ class VisionSpec:
     """The vision tower + projector graph (ONNX).
 
     ``tokens_per_image`` is the number of embedding rows the graph returns per input
-    tile (one tile per image for LLaVA-1.5). ``slicing`` holds the parameters of a
-    slicing scheme (Idefics3 splitting, LLaVA-NeXT anyres) by plain-JSON names;
-    ``extras`` names small ``.npy`` files the scheme needs (e.g. ``image_newline``).
+    tile (one tile per image for LLaVA-1.5). ``preprocess`` holds every parameter of
+    the image scheme (``scheme``: clip, idefics3, anyres or uhd; see
+    :mod:`edge.preprocess`); ``extras`` names small ``.npy`` files the scheme needs
+    (e.g. ``image_newline``).
     """
 
-    file: str
-    dtype: str
-    input: TensorSpec
-    output: TensorSpec
-    tokens_per_image: int
-    embed_dim: int
-    preprocess: ImagePreprocess
-    slicing: dict[str, Any] = field(default_factory=dict)
+    file: str  # the ONNX graph, a path in ``files``
+    dtype: str  # how the weights are stored: "f32", "f16", or a quantization ("int8", "int4", "qdq-int8")
+    input: TensorSpec  # the pixel_values input [tiles, 3, H, W]
+    output: TensorSpec  # the embeddings output [tiles, tokens_per_image, embed_dim]
+    tokens_per_image: int  # embedding rows the graph returns per tile
+    embed_dim: int  # width of an embedding row (the LLM's n_embd)
+    preprocess: VisionPreprocess  # how an image becomes tiles, tagged by "scheme"
+    # extra arrays the scheme needs, name -> .npy file in ``files`` (e.g. LLaVA-NeXT's image_newline)
     extras: dict[str, str] = field(default_factory=dict)
 
 
@@ -84,31 +67,49 @@ class VisionSpec:
 class PromptLayout:
     """Where images go in a prompt and which text surrounds their embeddings."""
 
-    image_marker: str = "<image>"
-    image_prefix: str = ""
-    image_suffix: str = ""
+    image_marker: str = "<image>"  # the text that stands for an image in a prompt
+    image_prefix: str = ""  # text before each image's embeddings
+    image_suffix: str = ""  # text after each image's embeddings
     # "string": messages carry content as one string with the marker inline;
     # "parts": content is a list of {"type": "image"} / {"type": "text"} parts.
-    content_format: str = "string"
+    content_format: Literal["string", "parts"] = "string"
+
+
+# How the LLM attends to the embedding rows of one image (or other media item):
+# "causal": like text, each row sees the rows before it (LLaVA, LLaVA-NeXT, Idefics3 on Llama);
+# "bidirectional": the rows of one item see each other too (e.g. Gemma 3); not run by this runtime yet.
+MediaAttention = Literal["causal", "bidirectional"]
+# How embedding rows get positions: "linear": one position per row, in prompt order, as text tokens;
+# "mrope": multi-axis (temporal, height, width) rotary positions, Qwen2-VL's M-RoPE; not run by this runtime yet.
+MediaPositions = Literal["linear", "mrope"]
 
 
 @dataclass(frozen=True)
 class LLMSpec:
-    """The language model (GGUF) and what the runtime must know about its tokens."""
+    """The language model (GGUF) and what the runtime must know about its tokens.
 
-    file: str
-    arch: str
-    dtype: str
-    n_ctx_train: int
-    n_embd: int
-    n_vocab: int
-    bos_id: Optional[int]
-    eos_ids: list[int]
-    add_bos: bool
-    chat_template: Optional[str] = None
+    ``media_attention`` and ``media_positions`` say how the model was trained to see the
+    embedding rows of images in its context (see :data:`MediaAttention`, :data:`MediaPositions`);
+    a runtime that cannot do what they say must refuse the bundle, not run it differently.
+    """
+
+    file: str  # the GGUF file, a path in ``files``
+    arch: str  # GGUF ``general.architecture`` ("llama")
+    dtype: str  # how the weights are stored: "f32", "f16", or a GGUF k-quant ("q8_0", "q4_k_m", ...)
+    n_ctx_train: int  # the context length the model was trained with
+    n_embd: int  # width of a token embedding (media embedding rows have it too)
+    n_vocab: int  # tokens in the vocabulary
+    bos_id: Optional[int]  # the beginning-of-sequence token id, if the model has one
+    eos_ids: list[int]  # token ids that end generation (any of them)
+    add_bos: bool  # tokenizing a prompt puts bos_id first
+    chat_template: Optional[str] = None  # the HF Jinja chat template, if the model has one
     # token texts the chat template may refer to as bos_token / eos_token
     bos_token: Optional[str] = None
-    eos_token: Optional[str] = None
+    eos_token: Optional[str] = None  # the text of the end-of-sequence token (the template's eos_token)
+    # attention over the rows of one media item: "causal" or "bidirectional" (MediaAttention)
+    media_attention: MediaAttention = "causal"
+    # positions of media rows: "linear" (one per row) or "mrope" (multi-axis; MediaPositions)
+    media_positions: MediaPositions = "linear"
 
 
 @dataclass(frozen=True)
@@ -122,36 +123,35 @@ class AudioFeatures:
     ``max - dynamic_range`` and mapped by ``(x + 4) / 4``.
     """
 
-    sample_rate: int = 16000
-    n_mels: int = 80
-    n_fft: int = 400
-    hop_length: int = 160
-    chunk_length: int = 30
-    f_min: float = 0.0
-    f_max: float = 8000.0
-    log_floor: float = 1e-10
-    dynamic_range: float = 8.0
+    sample_rate: int = 16000  # samples per second of the mono input
+    n_mels: int = 80  # mel bands (rows of input_features)
+    n_fft: int = 400  # STFT window length in samples
+    hop_length: int = 160  # STFT hop in samples (one frame every 10 ms at 16 kHz)
+    chunk_length: int = 30  # seconds per window (the encoder's fixed input length)
+    f_min: float = 0.0  # lowest mel frequency, Hz
+    f_max: float = 8000.0  # highest mel frequency, Hz
+    log_floor: float = 1e-10  # the power is clamped at this before log10
+    dynamic_range: float = 8.0  # log-mel values below max - dynamic_range are raised to it
 
 
 @dataclass(frozen=True)
 class SpeechTokens:
     """Whisper's special token ids, and the token rules of its decoding."""
 
-    sot: int
-    eot: int
-    transcribe: int
-    translate: int
-    notimestamps: int
-    no_speech: int
-    timestamp_begin: int
+    sot: int  # <|startoftranscript|>
+    eot: int  # <|endoftext|>: the transcript of a window ends
+    transcribe: int  # <|transcribe|>
+    translate: int  # <|translate|>
+    notimestamps: int  # <|notimestamps|>
+    no_speech: int  # <|nospeech|>: its probability tells silence
+    timestamp_begin: int  # <|0.00|>: the first timestamp token; later ones follow in order
     # language code ("en") -> token id of "<|en|>"; empty for English-only models
     languages: dict[str, int] = field(default_factory=dict)
-    # never generated, at any step / at the first generated step
-    suppress: list[int] = field(default_factory=list)
-    suppress_at_begin: list[int] = field(default_factory=list)
+    suppress: list[int] = field(default_factory=list)  # token ids never generated, at any step
+    suppress_at_begin: list[int] = field(default_factory=list)  # token ids never generated first
     # the first timestamp may be at most this many 0.02 s steps into a window
     max_initial_timestamp_index: Optional[int] = 50
-    time_precision: float = 0.02
+    time_precision: float = 0.02  # seconds per timestamp step
 
 
 @dataclass(frozen=True)
@@ -165,11 +165,12 @@ class KVCacheLayout:
     K/V come from the encoder once per window.
     """
 
-    layers: int
-    heads: int
-    head_dim: int
-    max_positions: int
-    encoder_positions: int
+    layers: int  # decoder layers (one self and one cross K/V tensor each)
+    heads: int  # attention heads
+    head_dim: int  # width of one head
+    max_positions: int  # the most decoder positions (text tokens of one window)
+    encoder_positions: int  # encoder output positions per window (cross-attention length)
+    # the order of the dimensions of every cache tensor
     axes: list[str] = field(default_factory=lambda: ["batch", "head", "position", "head_dim"])
 
     def names(self, template: str) -> list[str]:
@@ -188,17 +189,17 @@ class AudioSpec:
     ``vocab`` is a JSON list of the byte-level BPE token strings, indexed by id.
     """
 
-    encoder: str
-    decoder: str
-    vocab: str
-    dtype: str
-    encoder_io: dict[str, TensorSpec]
-    decoder_io: dict[str, TensorSpec]
-    kv_cache: KVCacheLayout
-    features: AudioFeatures
-    tokens: SpeechTokens
-    vocab_size: int
-    multilingual: bool = False
+    encoder: str  # the encoder ONNX graph, a path in ``files``
+    decoder: str  # the KV-cached decoder ONNX graph, a path in ``files``
+    vocab: str  # JSON list of the token strings by id, a path in ``files``
+    dtype: str  # how the weights are stored: "f32", "f16", or a quantization
+    encoder_io: dict[str, TensorSpec]  # role -> encoder tensor
+    decoder_io: dict[str, TensorSpec]  # role -> decoder tensor
+    kv_cache: KVCacheLayout  # the decoder's KV cache tensors
+    features: AudioFeatures  # how audio becomes log-mel input_features
+    tokens: SpeechTokens  # special tokens and decoding rules
+    vocab_size: int  # tokens in the vocabulary (rows of the logits)
+    multilingual: bool = False  # the model knows languages other than English
 
     @property
     def files(self) -> list[str]:
@@ -210,16 +211,17 @@ class AudioSpec:
 class Manifest:
     """Everything a runtime needs to run a bundle; see ``docs/bundle.md``."""
 
-    name: str
-    family: str
-    files: dict[str, FileEntry]
+    name: str  # display name
+    family: str  # the exporter family ("llava", "llava_next", "idefics3", "llama", "whisper")
+    files: dict[str, FileEntry]  # every file of the bundle but manifest.json, by path
     # None for a bundle without a language model (e.g. speech recognition only)
     llm: Optional[LLMSpec] = None
-    prompt: PromptLayout = field(default_factory=PromptLayout)
-    vision: Optional[VisionSpec] = None
-    audio: Optional[AudioSpec] = None
+    prompt: PromptLayout = field(default_factory=PromptLayout)  # where images go in a prompt
+    vision: Optional[VisionSpec] = None  # the image encoder; None for a bundle without images
+    audio: Optional[AudioSpec] = None  # speech recognition; None for a bundle without speech
+    # free-form: source, exporter, created, parity figures; quantization and fidelity when quantized
     provenance: dict[str, Any] = field(default_factory=dict)
-    schema_version: int = SCHEMA_VERSION
+    schema_version: int = SCHEMA_VERSION  # the version of this format; readers refuse versions they do not know
 
     def component_files(self) -> list[str]:
         """The files the components name (each must be listed in ``files``)."""
@@ -240,12 +242,53 @@ class Manifest:
         if not isinstance(data, dict):
             raise BundleError("manifest.json must hold a JSON object")
         version = data.get("schema_version")
+        if version == 1:
+            data, version = _upgrade_v1(data), SCHEMA_VERSION
         if version != SCHEMA_VERSION:
             raise BundleError(
                 f"manifest.json has schema_version {version!r}; this edge reads "
                 f"schema_version {SCHEMA_VERSION} (re-export the bundle or upgrade edge)"
             )
         return _build(Manifest, data, "manifest")
+
+
+def _upgrade_v1(data: dict) -> dict:
+    """A schema-1 manifest as schema 2, in memory: ``vision.slicing`` (the scheme's
+    parameters, tagged with ``scheme``) becomes ``vision.preprocess``; a ``clip`` bundle
+    keeps its ``preprocess``. The bundle's files are unchanged."""
+    data = dict(data, schema_version=SCHEMA_VERSION)
+    vision = data.get("vision")
+    if not isinstance(vision, dict):
+        return data
+    vision = dict(vision)
+    slicing = vision.pop("slicing", None)
+    if slicing:
+        vision["preprocess"] = slicing
+    elif isinstance(vision.get("preprocess"), dict) and vision["preprocess"].get("scheme") != "clip":
+        scheme = vision["preprocess"].get("scheme")
+        raise BundleError(
+            f"manifest.json (schema_version 1): vision.slicing is missing for scheme {scheme!r}; re-export the bundle"
+        )
+    data["vision"] = vision
+    return data
+
+
+def union_tag(variants: typing.Sequence[Any]) -> Optional[tuple[str, dict[str, type]]]:
+    """``(field, {tag: class})`` when ``variants`` are dataclasses told apart by one field
+    typed as a one-value ``Literal`` in each (a tagged union, e.g. ``scheme``); else None."""
+    if not variants or not all(dataclasses.is_dataclass(v) for v in variants):
+        return None
+    for f in dataclasses.fields(variants[0]):
+        tags = {}
+        for cls in variants:
+            tp = typing.get_type_hints(cls).get(f.name)
+            if typing.get_origin(tp) is not Literal or len(typing.get_args(tp)) != 1:
+                break
+            tags[typing.get_args(tp)[0]] = cls
+        else:
+            if len(tags) == len(variants):
+                return f.name, tags
+    return None
 
 
 def _build(cls: type, data: Any, where: str) -> Any:
@@ -261,7 +304,29 @@ def _build(cls: type, data: Any, where: str) -> Any:
                 raise BundleError(f"manifest.json: {path} is missing")
             continue
         kwargs[f.name] = _convert(hints[f.name], data[f.name], path)
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except InputError as exc:  # a value check of the dataclass (``__post_init__``)
+        text = str(exc)
+        first = text.split(" ", 1)[0]
+        names = {f.name for f in dataclasses.fields(cls)}
+        raise BundleError(f"manifest.json: {where}{'.' if first in names else ': '}{text}"[:300]) from None
+
+
+def _convert_tagged(variants: list, value: Any, path: str) -> Any:
+    """A tagged union: the class is the one whose tag (e.g. ``scheme``) the object names."""
+    tagged = union_tag(variants)
+    if tagged is None:  # not in the manifest: every union there is a tagged one
+        raise TypeError(f"{path}: a union of {variants} has no tag field")
+    name, classes = tagged
+    if not isinstance(value, dict):
+        raise BundleError(f"manifest.json: {path} must be an object")
+    if name not in value:
+        raise BundleError(f"manifest.json: {path}.{name} is missing")
+    cls = classes.get(value[name]) if isinstance(value[name], str) else None
+    if cls is None:
+        raise BundleError(f"manifest.json: {path}.{name} must be one of {list(classes)}, got {value[name]!r}"[:200])
+    return _build(cls, value, path)
 
 
 def _convert(tp: Any, value: Any, path: str) -> Any:
@@ -271,7 +336,13 @@ def _convert(tp: Any, value: Any, path: str) -> Any:
         if value is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
+        if len(inner) > 1:
+            return _convert_tagged(inner, value, path)
         return _convert(inner[0], value, path)
+    if origin is Literal:  # a closed set of values (a JSON Schema enum)
+        if not any(type(value) is type(a) and value == a for a in args):
+            raise BundleError(f"manifest.json: {path} must be one of {list(args)}, got {value!r}"[:200])
+        return value
     if dataclasses.is_dataclass(tp):
         return _build(tp, value, path)
     if origin is list:

@@ -5,8 +5,10 @@ Every value is checked when the object is made, so a bad option is one clear
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
-from typing import Optional
+from types import MappingProxyType
+from typing import Mapping, Optional, Sequence, Union
 
 from edge.errors import InputError
 
@@ -49,19 +51,196 @@ class SamplingOptions:
             raise InputError(f"seed must be a non-negative integer, got {self.seed}")
 
 
+# --- backends -----------------------------------------------------------------
+# onnxruntime's provider names are always accepted; these short forms too (``--provider cuda``).
+_PROVIDER_ALIASES: Mapping[str, str] = MappingProxyType({
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+    "rocm": "ROCMExecutionProvider",
+    "migraphx": "MIGraphXExecutionProvider",
+    "openvino": "OpenVINOExecutionProvider",
+    "dml": "DmlExecutionProvider",
+    "coreml": "CoreMLExecutionProvider",
+    "qnn": "QNNExecutionProvider",
+    "nnapi": "NnapiExecutionProvider",
+    "xnnpack": "XnnpackExecutionProvider",
+    "webgpu": "WebGpuExecutionProvider",
+    "azure": "AzureExecutionProvider",
+})
+_MAX_THREADS = 1024
+
+
+def _check_threads(threads: int) -> None:
+    if not isinstance(threads, int) or not 0 <= threads <= _MAX_THREADS:
+        raise InputError(f"threads must be between 0 (all cores) and {_MAX_THREADS}, got {threads}")
+
+
 @dataclass(frozen=True)
-class RuntimeOptions:
-    """How to open a bundle: threads (0 = backend default), context size (0 = up to 4096)."""
+class Provider:
+    """An onnxruntime execution provider and its provider options, as onnxruntime names them.
+
+    ``Provider("CUDAExecutionProvider", {"device_id": "1"})``. Values are passed to onnxruntime
+    as strings (numbers are converted); which keys a provider knows is onnxruntime's business.
+    """
+
+    name: str
+    options: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name or any(c.isspace() for c in self.name):
+            raise InputError(f"an execution provider needs a name without spaces, got {self.name!r}")
+        if not isinstance(self.options, Mapping):
+            raise InputError(f"the options of {self.name} must be a mapping of names to values")
+        clean: dict[str, str] = {}
+        for key, value in self.options.items():
+            if not isinstance(key, str) or not key.strip():
+                raise InputError(f"{self.name}: provider option names must be non-empty strings, got {key!r}")
+            if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+                raise InputError(f"{self.name}: provider option {key} must be a string or a number, got {value!r}")
+            clean[key.strip()] = str(value)
+        object.__setattr__(self, "options", clean)  # a private copy: the caller's dict may change later
+
+    def __hash__(self) -> int:
+        return hash((self.name, tuple(sorted(self.options.items()))))
+
+    @classmethod
+    def parse(cls, text: str) -> "Provider":
+        """``NAME[:key=value,key=value...]`` (the CLI's ``--provider``). NAME is onnxruntime's name
+        (``CUDAExecutionProvider``) or a short form (``cuda``, ``coreml``, ``qnn``, ``cpu``...)."""
+        name, _, rest = text.strip().partition(":")
+        name = name.strip()
+        if not name:
+            raise InputError(f"--provider needs a name (e.g. cuda or CUDAExecutionProvider), got {text!r}")
+        name = _PROVIDER_ALIASES.get(name.lower(), name)
+        if not name.endswith("ExecutionProvider"):
+            raise InputError(f"unknown execution provider {name!r}: use onnxruntime's name (…ExecutionProvider) "
+                             f"or one of {', '.join(_PROVIDER_ALIASES)}")
+        options: dict[str, str] = {}
+        for item in (p.strip() for p in rest.split(",")) if rest.strip() else ():
+            key, eq, value = item.partition("=")
+            if not eq or not key.strip():
+                raise InputError(f"provider option {item!r} of {name} must be key=value")
+            if key.strip() in options:
+                raise InputError(f"provider option {key.strip()} of {name} is given twice")
+            options[key.strip()] = value.strip()
+        return cls(name, options)
+
+    def as_dict(self) -> dict:
+        """``{"name": ..., "options": {...}}`` for JSON output."""
+        return {"name": self.name, "options": dict(self.options)}
+
+
+CPU = Provider("CPUExecutionProvider")
+
+
+@dataclass(frozen=True)
+class OnnxOptions:
+    """How onnxruntime runs one component's graphs (vision, or audio).
+
+    ``threads``: intra-op threads (0 = onnxruntime's default, every core). ``providers``: the
+    execution providers in order of preference; onnxruntime places each node on the first one
+    that can run it. A provider this onnxruntime build lacks is an error when the graph is
+    opened; one that is registered but gets fewer nodes than asked (a fallback) is reported:
+    a warning on the ``edge.onnxruntime`` logger and the session's :class:`~edge.events.Placement`.
+    Strings are accepted in ``providers`` and read with :meth:`Provider.parse`.
+    """
 
     threads: int = 0
+    providers: tuple[Provider, ...] = (CPU,)
+
+    def __post_init__(self) -> None:
+        _check_threads(self.threads)
+        if isinstance(self.providers, (str, Provider)) or not isinstance(self.providers, (tuple, list)):
+            raise InputError("providers must be a sequence of execution providers")
+        providers = tuple(Provider.parse(p) if isinstance(p, str) else p for p in self.providers)
+        if not providers:
+            raise InputError("at least one execution provider is needed (e.g. CPUExecutionProvider)")
+        for p in providers:
+            if not isinstance(p, Provider):
+                raise InputError(f"an execution provider must be a Provider or a name, got {p!r}")
+        names = [p.name for p in providers]
+        dup = next((n for i, n in enumerate(names) if n in names[:i]), None)
+        if dup:
+            raise InputError(f"the execution provider {dup} is listed twice")
+        object.__setattr__(self, "providers", providers)
+
+    @property
+    def provider_names(self) -> tuple[str, ...]:
+        """The providers' names, in order of preference."""
+        return tuple(p.name for p in self.providers)
+
+
+# the KV cache types LLMOptions.kv_dtype may name; "auto" follows the bundle (see LLMOptions)
+KV_DTYPES = ("auto", "f16", "f32")
+
+
+@dataclass(frozen=True)
+class LLMOptions:
+    """How llama.cpp runs the language model.
+
+    ``n_ctx``: context size in tokens (0 = the model's training context, at most 4096).
+    ``threads``: compute threads (0 = every core). ``n_batch``: tokens (or embedding rows)
+    per ``llama_decode`` call. ``kv_dtype``: the KV cache type: ``"f32"`` keeps the cache and
+    attention in f32 (exact parity for f32 weights); ``"f16"`` halves KV memory and lets
+    llama.cpp pick flash attention; ``"auto"`` (the default) is ``"f32"`` for a bundle whose
+    LLM weights are f32 (as the manifest records them) and ``"f16"`` otherwise; see
+    :meth:`kv_cache_dtype`.
+    """
+
     n_ctx: int = 0
+    threads: int = 0
+    n_batch: int = 512
+    kv_dtype: str = "auto"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.n_ctx, int) or self.n_ctx < 0 or (0 < self.n_ctx < 16):
+            raise InputError(f"context size must be at least 16, got {self.n_ctx}")
+        _check_threads(self.threads)
+        if not isinstance(self.n_batch, int) or self.n_batch < 1:
+            raise InputError(f"batch size must be positive, got {self.n_batch}")
+        if self.kv_dtype not in KV_DTYPES:
+            raise InputError(f"KV cache dtype must be one of {', '.join(KV_DTYPES)}, got {self.kv_dtype!r}")
+
+    def kv_cache_dtype(self, weights_dtype: str) -> str:
+        """The KV cache type to use with LLM weights of ``weights_dtype`` (the manifest's
+        ``llm.dtype``: f32, f16, q4_k_m...): ``kv_dtype`` itself unless it is ``"auto"``."""
+        if self.kv_dtype != "auto":
+            return self.kv_dtype
+        return "f32" if weights_dtype == "f32" else "f16"
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """How to open a bundle: the backend options of each component, built once by the caller.
+
+    ``vision`` and ``audio``: the onnxruntime options of the vision graph and the speech graphs;
+    ``llm``: the llama.cpp options. ``verbose``: echo llama.cpp's own log to stderr as it comes.
+    onnxruntime's messages always go to the ``edge.onnxruntime`` logger (``edge --verbose``
+    shows them). :meth:`simple` makes the common case: the same threads everywhere.
+    """
+
+    vision: OnnxOptions = field(default_factory=OnnxOptions)
+    audio: OnnxOptions = field(default_factory=OnnxOptions)
+    llm: LLMOptions = field(default_factory=LLMOptions)
     verbose: bool = False
 
     def __post_init__(self) -> None:
-        if self.threads < 0 or self.threads > 1024:
-            raise InputError(f"threads must be between 1 and 1024, got {self.threads}")
-        if self.n_ctx < 0 or (0 < self.n_ctx < 16):
-            raise InputError(f"context size must be at least 16, got {self.n_ctx}")
+        for name, kind in (("vision", OnnxOptions), ("audio", OnnxOptions), ("llm", LLMOptions)):
+            if not isinstance(getattr(self, name), kind):
+                got = type(getattr(self, name)).__name__
+                raise InputError(f"RuntimeOptions.{name} must be {kind.__name__}, got {got}")
+        if not isinstance(self.verbose, bool):
+            raise InputError(f"verbose must be true or false, got {self.verbose!r}")
+
+    @classmethod
+    def simple(cls, threads: int = 0, n_ctx: int = 0, providers: Sequence[Union[Provider, str]] = (CPU,),
+               verbose: bool = False) -> "RuntimeOptions":
+        """The same ``threads`` for every component (0 = all cores), the LLM's context size
+        ``n_ctx`` (0 = the model's, at most 4096) and the execution ``providers`` of the
+        vision and audio graphs; every other option at its default."""
+        onnx = OnnxOptions(threads=threads, providers=tuple(providers))
+        return cls(vision=onnx, audio=onnx, llm=LLMOptions(n_ctx=n_ctx, threads=threads), verbose=verbose)
 
 
 @dataclass(frozen=True)
@@ -135,15 +314,58 @@ class StreamOptions:
 
 @dataclass(frozen=True)
 class ExportOptions:
-    """What to export and how: weight dtype, threads for the parity run, overwrite."""
+    """What to export and how: weight dtype, threads (torch, and the backends' default), overwrite.
+
+    ``runtime``: the backends of the parity run at the end of the export (onnxruntime for the
+    graphs, llama.cpp for the LLM); None = :meth:`RuntimeOptions.simple` with ``threads``.
+    """
 
     dtype: str = "f16"
     threads: int = 0
     force: bool = False
     name: Optional[str] = None
+    runtime: Optional[RuntimeOptions] = None
 
     def __post_init__(self) -> None:
         if self.dtype not in ("f32", "f16"):
             raise InputError(f"--dtype must be f32 or f16, got {self.dtype!r}")
         if self.threads < 0:
             raise InputError(f"threads must be positive, got {self.threads}")
+        if self.runtime is None:
+            object.__setattr__(self, "runtime", RuntimeOptions.simple(threads=self.threads))
+        elif not isinstance(self.runtime, RuntimeOptions):
+            raise InputError(f"ExportOptions.runtime must be RuntimeOptions, got {type(self.runtime).__name__}")
+
+
+# The tiles the runtime's own scheme may make of each probe image, for calibration and the
+# fidelity measurement (the global/base image plus a 2x2 grid at most): keeps them bounded.
+PROBE_BUDGET = Budget(max_tiles=5)
+
+
+@dataclass(frozen=True)
+class QuantizeOptions:
+    """Threads (0 = all cores), overwrite, the images added to the generated probe set, and the
+    tile budget of each probe image (the runtime's own scheme makes the tiles of calibration and fidelity).
+
+    ``threads`` is llama.cpp's quantizer's; ``runtime`` is how both bundles run for the fidelity
+    measurement (None = :meth:`RuntimeOptions.simple` with ``threads``).
+    """
+
+    threads: int = 0
+    force: bool = False
+    # image files added to the generated ones (calibration and vision fidelity)
+    images: tuple[Union[str, os.PathLike], ...] = ()
+    generated_images: int = 12
+    name: Optional[str] = None
+    budget: Budget = PROBE_BUDGET
+    runtime: Optional[RuntimeOptions] = None
+
+    def __post_init__(self) -> None:
+        if self.threads < 0:
+            raise InputError(f"threads must be positive, got {self.threads}")
+        if self.runtime is None:
+            object.__setattr__(self, "runtime", RuntimeOptions.simple(threads=self.threads))
+        elif not isinstance(self.runtime, RuntimeOptions):
+            raise InputError(f"QuantizeOptions.runtime must be RuntimeOptions, got {type(self.runtime).__name__}")
+        if not 1 <= self.generated_images <= 256:
+            raise InputError(f"generated images must be between 1 and 256, got {self.generated_images}")

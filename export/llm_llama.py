@@ -16,6 +16,7 @@ import gguf
 import numpy as np
 
 from edge.errors import ExportError
+from edge.export.registry import LLMPart
 from edge.export.tokenizer import TokenizerMeta
 
 
@@ -34,6 +35,8 @@ class LlamaHParams:
     rms_eps: float
     rope_theta: float
     rope_linear_factor: Optional[float] = None
+    # the output projection is the token embedding: no output tensor is written (llama.cpp reuses token_embd)
+    tied_embeddings: bool = False
 
     @staticmethod
     def from_hf(cfg) -> "LlamaHParams":
@@ -57,6 +60,7 @@ class LlamaHParams:
             rms_eps=float(cfg.rms_norm_eps),
             rope_theta=float(getattr(cfg, "rope_theta", 10000.0)),
             rope_linear_factor=float(scaling["factor"]) if kind == "linear" else None,
+            tied_embeddings=bool(getattr(cfg, "tie_word_embeddings", False)),
         )
 
 
@@ -82,7 +86,8 @@ def write_llama_gguf(
     """Write a GGUF for llama.cpp from HF ``LlamaForCausalLM``-named f32 tensors.
 
     ``tensors`` yields ``(hf_name, array)`` with names like ``model.layers.0.self_attn.q_proj.weight``;
-    ``dtype`` is ``f32`` or ``f16`` for the 2-D weights.
+    ``dtype`` is ``f32`` or ``f16`` for the 2-D weights. With ``hp.tied_embeddings`` the
+    ``lm_head.weight`` given is left out (llama.cpp reuses token_embd when there is no output tensor).
     """
     if dtype not in ("f32", "f16"):
         raise ExportError(f"unsupported LLM dtype {dtype!r} (f32 or f16)")
@@ -93,6 +98,10 @@ def write_llama_gguf(
     _write_tokenizer(w, tok.padded(hp.n_vocab))
     for hf_name, arr in tensors:
         if hf_name.endswith("rotary_emb.inv_freq"):
+            continue
+        if hp.tied_embeddings and hf_name == "lm_head.weight":
+            if progress:
+                progress(1)
             continue
         new = names.get_name(hf_name, try_suffixes=(".weight", ".bias"))
         if new is None:
@@ -155,3 +164,14 @@ def _write_tokenizer(w: gguf.GGUFWriter, tok: TokenizerMeta) -> None:
     w.add_add_eos_token(tok.add_eos)
     if tok.chat_template:
         w.add_chat_template(tok.chat_template)
+
+
+# The Llama architecture as families name it (LLaVA, LLaVA-NeXT, Idefics3 and plain Llama LMs):
+# causal attention and one position per embedding row, as for text.
+LLAMA = LLMPart(
+    arch=gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH.LLAMA],
+    hparams=LlamaHParams.from_hf,
+    write_gguf=write_llama_gguf,
+    media_attention="causal",
+    media_positions="linear",
+)

@@ -4,6 +4,7 @@ The figures go into the manifest's provenance; gross failures stop the export.
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any, Callable
 
@@ -12,8 +13,8 @@ import torch
 
 from edge.errors import ExportError
 from edge.manifest import VisionSpec
-from edge.runtime.llama_backend import LLM, LLMOptions
-from edge.runtime.onnx_backend import SessionOptions
+from edge.options import LLMOptions, OnnxOptions
+from edge.runtime.llama_backend import LLM
 from edge.runtime.vision.encoder import VisionEncoder
 
 PROBE_TEXTS = (
@@ -41,10 +42,16 @@ def tokenizer_parity(hf_tokenizer: Any, llm: LLM, add_bos: bool) -> dict[str, An
     return {"tokenizer_texts_checked": agree}
 
 
-def llm_parity(model: torch.nn.Module, gguf_path: Path, ids: list[int], threads: int, dtype: str) -> dict[str, Any]:
-    """Compare llama.cpp's logits on ``ids`` and its greedy continuation with torch's."""
-    kv = "f32" if dtype == "f32" else "f16"
-    llm = LLM(gguf_path, LLMOptions(n_ctx=len(ids) + GREEDY_TOKENS + 8, threads=threads, kv_dtype=kv))
+def llm_parity(
+    model: torch.nn.Module, gguf_path: Path, ids: list[int], options: LLMOptions, dtype: str
+) -> dict[str, Any]:
+    """Compare llama.cpp's logits on ``ids`` and its greedy continuation with torch's.
+
+    ``options`` are the caller's llama.cpp options; the context is sized to the probe, and
+    ``dtype`` (the GGUF's weights) resolves a ``kv_dtype`` of "auto" as the runtime does.
+    """
+    probe = dataclasses.replace(options, n_ctx=max(16, len(ids) + GREEDY_TOKENS + 8))
+    llm = LLM(gguf_path, probe, weights_dtype=dtype)
     try:
         ours = llm.eval_tokens(ids, all_logits=True)
         ours_new = []
@@ -81,7 +88,8 @@ def llm_parity(model: torch.nn.Module, gguf_path: Path, ids: list[int], threads:
 
 
 def vision_parity(
-    reference: Callable[[torch.Tensor], torch.Tensor], bundle: Path, spec: VisionSpec, threads: int, atol: float, seed: int = 0
+    reference: Callable[[torch.Tensor], torch.Tensor], bundle: Path, spec: VisionSpec, options: OnnxOptions,
+    atol: float, seed: int = 0,
 ) -> dict[str, Any]:
     """Compare onnxruntime's image embeddings with transformers' on seeded inputs."""
     rng = np.random.default_rng(seed)
@@ -89,7 +97,7 @@ def vision_parity(
     x = rng.standard_normal((2, c, h, w)).astype(np.float32)
     with torch.no_grad():
         ref = reference(torch.from_numpy(x)).float().numpy()
-    ours = VisionEncoder(bundle, spec, SessionOptions(threads=threads))(x)
+    ours = VisionEncoder(bundle, spec, options)(x)
     diff = float(np.abs(ours - ref).max())
     a, b = ours.reshape(-1, ours.shape[-1]), ref.reshape(-1, ref.shape[-1])
     cos = np.sum(a * b, -1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1) + 1e-12)

@@ -1,7 +1,8 @@
 """The VLM path of ``edge export``: a HF vision-language model (or a plain causal LM) -> a bundle.
 
 Flow: look up the family spec, load the model with transformers, write the LLM as GGUF
-with our converter and the vision part as ONNX, then check parity against the same torch
+with the GGUF writer of the family's LLM part (:class:`~edge.export.registry.LLMPart`) and
+the vision part as ONNX, then check parity against the same torch
 model and record the figures in the manifest.
 """
 from __future__ import annotations
@@ -19,10 +20,9 @@ from edge.errors import ExportError
 from edge.manifest import LLMSpec, Manifest, PromptLayout, TensorSpec, VisionSpec
 from edge.options import ExportOptions
 from edge.progress import NullProgress
-from edge.runtime.llama_backend import LLM, LLMOptions
+from edge.runtime.llama_backend import LLM
 from edge.runtime.text.prompt import Message, detect_content_format, render_chat
 from edge.export import parity, tokenizer as tokmod
-from edge.export.llm_llama import LlamaHParams, write_llama_gguf
 from edge.export.registry import FamilySpec, spec_for
 from edge.export.source import Source, gguf_fields, load_hf
 
@@ -50,12 +50,12 @@ def export_vlm(source: Source, config, out: Path, options: ExportOptions, progre
 
 
 def _populate(tmp: Path, source: Source, spec: FamilySpec, model, config, tok, hf_tok, options, progress) -> Manifest:
-    text_cfg = spec.text_config(config)
-    hp = LlamaHParams.from_hf(text_cfg)
-    tensors = list(_text_arrays(spec, model, text_cfg))
+    part = spec.llm
+    hp = part.hparams(spec.text_config(config))
+    tensors = list(_text_arrays(spec, model))
     name = options.name or source.label
-    with progress.bar(len(tensors), f"LLM -> GGUF ({options.dtype})") as advance:
-        write_llama_gguf(tmp / LLM_FILE, hp, tensors, tok, options.dtype, name, progress=advance)
+    with progress.bar(len(tensors), f"LLM -> GGUF ({part.arch}, {options.dtype})") as advance:
+        part.write_gguf(tmp / LLM_FILE, hp, tensors, tok, options.dtype, name, progress=advance)
     del tensors
     layout = PromptLayout()
     vision = None
@@ -64,7 +64,7 @@ def _populate(tmp: Path, source: Source, spec: FamilySpec, model, config, tok, h
         layout, vision, figures = _export_vision(tmp, source, spec, model, config, tok, options, progress)
     llm_spec = LLMSpec(
         file=LLM_FILE,
-        arch="llama",
+        arch=part.arch,
         dtype=options.dtype,
         n_ctx_train=hp.n_ctx_train,
         n_embd=hp.n_embd,
@@ -75,6 +75,8 @@ def _populate(tmp: Path, source: Source, spec: FamilySpec, model, config, tok, h
         chat_template=tok.chat_template,
         bos_token=tok.tokens[tok.bos_id] if tok.bos_id is not None else None,
         eos_token=tok.tokens[tok.eos_id] if tok.eos_id is not None else None,
+        media_attention=part.media_attention,
+        media_positions=part.media_positions,
     )
     if llm_spec.chat_template:
         layout = dataclasses.replace(
@@ -105,8 +107,15 @@ def _export_vision(tmp, source, spec, model, config, tok, options, progress):
 
     part = spec.vision
     pp = part.preprocess(source.path, config)
+    produced = getattr(pp, "scheme", None)
+    if produced != part.scheme:
+        raise ExportError(f"the {spec.name} family declares the image scheme {part.scheme!r} but its "
+                          f"preprocessing names {produced!r}")
     module = part.module(model).eval()
-    example = torch.zeros(1, 3, pp.crop_height, pp.crop_width)
+    if pp.frame_size is None:
+        raise ExportError(f"the {pp.scheme} scheme makes frames of varying sizes; exporting it is not supported yet")
+    frame_h, frame_w = pp.frame_size
+    example = torch.zeros(1, 3, frame_h, frame_w)
     progress.stage("vision tower + projector -> ONNX")
     with torch.no_grad():
         out_shape = tuple(module(example).shape)
@@ -123,15 +132,15 @@ def _export_vision(tmp, source, spec, model, config, tok, options, progress):
     vision = VisionSpec(
         file=VISION_FILE,
         dtype=options.dtype,
-        input=TensorSpec(part.input_name, "float32", [-1, 3, pp.crop_height, pp.crop_width]),
+        input=TensorSpec(part.input_name, "float32", [-1, 3, frame_h, frame_w]),
         output=TensorSpec(part.output_name, "float32", [-1, n_tok, out_shape[2]]),
         tokens_per_image=n_tok,
         embed_dim=int(out_shape[2]),
         preprocess=pp,
-        slicing=part.slicing(source.path, config) if part.slicing else {},
         extras=extras,
     )
-    figures = parity.vision_parity(lambda x: part.reference(model, x), tmp, vision, options.threads, part.atol[options.dtype])
+    figures = parity.vision_parity(lambda x: part.reference(model, x), tmp, vision, options.runtime.vision,
+                                   part.atol[options.dtype])
     return part.prompt(config, tok.tokens), vision, figures
 
 
@@ -140,22 +149,20 @@ def _llm_figures(tmp: Path, model, llm_spec: LLMSpec, layout: PromptLayout, hf_t
     probe = "Describe the picture in one sentence. The capital of France is"
     if llm_spec.chat_template:
         probe = render_chat(llm_spec, layout, [Message("user", probe)])
-    llm = LLM(tmp / LLM_FILE, LLMOptions(threads=options.threads, n_ctx=512))
+    llm = LLM(tmp / LLM_FILE, dataclasses.replace(options.runtime.llm, n_ctx=512))  # tokenizer checks only
     try:
         if hf_tok is not None:
             figures.update(parity.tokenizer_parity(hf_tok, llm, llm_spec.add_bos))
         ids = llm.tokenize(probe, add_bos=llm_spec.add_bos and not probe.startswith(llm_spec.bos_token or "\0"))
     finally:
         llm.close()
-    figures.update(parity.llm_parity(model, tmp / LLM_FILE, ids, options.threads, options.dtype))
+    figures.update(parity.llm_parity(model, tmp / LLM_FILE, ids, options.runtime.llm, options.dtype))
     return figures
 
 
-def _text_arrays(spec: FamilySpec, model, text_cfg) -> Iterable[tuple[str, np.ndarray]]:
-    tied = bool(getattr(text_cfg, "tie_word_embeddings", False))
+def _text_arrays(spec: FamilySpec, model) -> Iterable[tuple[str, np.ndarray]]:
+    # f32 arrays under the HF names the LLM part maps (what it leaves out, e.g. a tied lm_head, is its call)
     for name, t in spec.text_tensors(model):
-        if tied and name == "lm_head.weight":
-            continue  # llama.cpp reuses token_embd when there is no output tensor
         yield name, t.detach().float().numpy()
 
 

@@ -21,30 +21,13 @@ from edge import __version__
 from edge.bundle import check_output, file_entries, load_manifest, write_bundle
 from edge.errors import InputError
 from edge.manifest import MANIFEST_NAME, Manifest, TensorSpec
+from edge.options import QuantizeOptions
 from edge.progress import NullProgress
 from edge.quantize import fidelity, onnx_quant
 from edge.quantize.probes import probe_audio, probe_images
 from edge.quantize.recipes import Recipe, get_recipe
 
 UNQUANTIZED = ("f32", "f16")
-
-
-@dataclass(frozen=True)
-class QuantizeOptions:
-    """Threads (0 = all cores), overwrite, and the images added to the generated probe set."""
-
-    threads: int = 0
-    force: bool = False
-    # image files added to the generated ones (calibration and vision fidelity)
-    images: tuple[Union[str, os.PathLike], ...] = ()
-    generated_images: int = 12
-    name: Optional[str] = None
-
-    def __post_init__(self) -> None:
-        if self.threads < 0:
-            raise InputError(f"threads must be positive, got {self.threads}")
-        if not 1 <= self.generated_images <= 256:
-            raise InputError(f"generated images must be between 1 and 256, got {self.generated_images}")
 
 
 @dataclass(frozen=True)
@@ -147,7 +130,8 @@ def _populate(tmp: Path, root: Path, m: Manifest, recipe: Recipe, plan: _Plan, i
     if plan.llm:
         new = dataclasses.replace(new, llm=_quantize_llm(tmp, root, m, plan.llm, options.threads, progress))
     if plan.vision:
-        new = dataclasses.replace(new, vision=_quantize_vision(tmp, root, m, plan.vision, recipe, images, progress))
+        new = dataclasses.replace(new, vision=_quantize_vision(tmp, root, m, plan.vision, recipe, images, options,
+                                                               progress))
     if plan.audio:
         new = dataclasses.replace(new, audio=_quantize_audio(tmp, root, m, plan.audio, recipe, progress))
     # a provisional manifest lets the runtime open the new bundle for the measurements
@@ -181,7 +165,7 @@ def _quantize_llm(tmp: Path, root: Path, m: Manifest, ftype: str, threads: int, 
     return dataclasses.replace(m.llm, dtype=ftype.lower())
 
 
-def _quantize_vision(tmp: Path, root: Path, m: Manifest, method: str, recipe: Recipe, images, progress):
+def _quantize_vision(tmp: Path, root: Path, m: Manifest, method: str, recipe: Recipe, images, options, progress):
     spec = m.vision
     dst = tmp / spec.file
     progress.stage(f"vision graph -> {method} (onnxruntime)")
@@ -189,8 +173,9 @@ def _quantize_vision(tmp: Path, root: Path, m: Manifest, method: str, recipe: Re
         _weights_only(root / spec.file, dst, method, recipe, f16=spec.dtype == "f16")
         return dataclasses.replace(spec, dtype=method)
     model = onnx_quant.load_f32(root / spec.file)
-    batches = fidelity.pixel_values(images, spec)
-    with progress.bar(len(batches), f"calibrating on {len(batches)} images") as advance:
+    # the tiles the runtime makes of each image, each one calibration input (the static graph takes one tile)
+    batches = [tile[None] for px in fidelity.pixel_values(images, spec, root, options.budget) for tile in px]
+    with progress.bar(len(batches), f"calibrating on {len(batches)} tiles of {len(images)} images") as advance:
         onnx_quant.qdq_static(model, dst, spec.input.name, spec.input.shape, batches, on_batch=lambda: advance(1),
                               activations=recipe.qdq_activations)
     return dataclasses.replace(
@@ -223,10 +208,10 @@ def _weights_only(src: Path, dst: Path, method: str, recipe: Recipe, f16: bool) 
 
 def _measure(tmp: Path, root: Path, before: Manifest, after: Manifest, plan: _Plan, images, options, progress) -> dict[str, Any]:
     audio = probe_audio(before.audio.features.sample_rate) if before.audio is not None else ()
-    probes = fidelity.Probes(images=images, audio=audio)
+    probes = fidelity.Probes(images=images, audio=audio, budget=options.budget)
     progress.stage("measuring fidelity against the source bundle")
-    ref = fidelity.observe(root, before, probes, options.threads, progress, label="source")
-    ours = fidelity.observe(tmp, after, probes, options.threads, progress, reference=ref, label="quantized")
+    ref = fidelity.observe(root, before, probes, options.runtime, progress, label="source")
+    ours = fidelity.observe(tmp, after, probes, options.runtime, progress, reference=ref, label="quantized")
     report: dict[str, Any] = {
         "reference": before.name,
         "probes": {"generated_images": options.generated_images, "user_images": len(options.images),
@@ -247,8 +232,11 @@ def _measure(tmp: Path, root: Path, before: Manifest, after: Manifest, plan: _Pl
         entry["size_ratio"] = entry["bytes_after"] / max(entry["bytes_before"], 1)
         if part == "llm":
             entry.update(fidelity.llm_figures(ref, ours))
-        elif part == "vision":
-            entry.update(fidelity.embedding_figures(ref.vision, ours.vision))
+        elif part == "vision":  # per tile the runtime's scheme made, under the probe budget
+            entry.update(fidelity.embedding_figures(ref.vision, ours.vision, ref.vision_tiles))
+            entry["budget"] = dataclasses.asdict(probes.budget)
+            if method == "qdq-int8":
+                entry["calibration_tiles"] = sum(ref.vision_tiles)
         else:  # the encoder's cross-attention K/V, then what the decoder makes of them
             figures = fidelity.embedding_figures(ref.audio, ours.audio)
             entry.update({"clips": figures.pop("images"), **figures})

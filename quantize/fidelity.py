@@ -4,7 +4,8 @@ Both bundles run exactly as a user would run them (``edge.runtime``: the bundle'
 preprocessing, onnxruntime for the graphs, llama.cpp with the KV cache type the pipeline
 picks for the bundle's dtype), one after the other so only one LLM is in memory:
 
-1. :func:`observe` the reference: image embeddings of the probe images, next-token
+1. :func:`observe` the reference: image embeddings of the probe images (every tile the
+   bundle's own scheme makes of them, under :data:`PROBE_BUDGET`), next-token
    log-probabilities at every position of the probe texts, the held-out paragraph's
    negative log-likelihood, and greedy answers to the probe prompts (with images for VLMs);
 2. :func:`observe` the quantized bundle with the reference at hand, which computes top-1
@@ -16,16 +17,20 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
 from PIL import Image
 
 from edge.manifest import Manifest, VisionSpec
+from edge.options import PROBE_BUDGET, Budget, OnnxOptions, RuntimeOptions
 from edge.progress import NullProgress
 from edge.quantize.texts import GREEDY_PROMPTS, HELDOUT_TEXT, PROBE_TEXTS
 
 ANSWER_TOKENS = 24
+# The tile budget of each probe image (fidelity and calibration): a sliced scheme (Idefics3,
+# LLaVA-NeXT anyres) makes at most the global/base image and a 2x2 grid of it, so the cost of the
+# probes stays bounded; a one-tile scheme (CLIP) is not affected.
 
 
 @dataclass(frozen=True)
@@ -38,13 +43,15 @@ class Probes:
     prompts: Sequence[str] = GREEDY_PROMPTS
     answer_tokens: int = ANSWER_TOKENS
     audio: Sequence[np.ndarray] = ()  # mono clips at the speech model's sample rate
+    budget: Budget = PROBE_BUDGET  # the tiles the runtime's scheme may make of each image
 
 
 @dataclass
 class Observation:
     """What one bundle produced on the probes."""
 
-    vision: Optional[np.ndarray] = None  # [n_images, T, D]
+    vision: Optional[np.ndarray] = None  # every tile of every probe image [n_tiles, T, D]
+    vision_tiles: list[int] = field(default_factory=list)  # tiles per probe image
     logprobs: list[np.ndarray] = field(default_factory=list)  # reference only: per text [n, vocab]
     positions: int = 0
     top1_agree: int = 0  # against the reference (quantized bundle only)
@@ -58,55 +65,49 @@ class Observation:
     transcripts: list[list[int]] = field(default_factory=list)  # greedy speech tokens per clip
 
 
-def pixel_values(images: Sequence[Image.Image], spec: VisionSpec) -> list[np.ndarray]:
-    """Each image through the bundle's own preprocessing: one ``[n, 3, H, W]`` array per image."""
-    from edge.runtime.vision.clip import clip_pixel_values
+def pixel_values(
+    images: Sequence[Image.Image], spec: VisionSpec, root: Path, budget: Budget = PROBE_BUDGET
+) -> Iterator[np.ndarray]:
+    """Each image as the runtime preprocesses it for the bundle at ``root``: the tiles its own scheme
+    (:func:`edge.runtime.vision.schemes.scheme_for`) plans under ``budget``, one ``[n_tiles, 3, H, W]``
+    array per image, made one image at a time."""
+    from edge.runtime.vision.schemes import scheme_for
 
-    pp = spec.preprocess
-    if getattr(pp, "scheme", None) == "clip":
-        return [clip_pixel_values([img], pp) for img in images]
-    # A scheme without a single-image planner here: the whole image resized to the graph's
-    # input, normalised as the manifest says. Both bundles see the same pixels either way.
-    _, _, h, w = spec.input.shape
-    mean = np.asarray(getattr(pp, "mean", [0.0] * 3), np.float32)
-    std = np.asarray(getattr(pp, "std", [1.0] * 3), np.float32)
-    out = []
+    scheme = scheme_for(spec, root)
     for img in images:
-        arr = np.asarray(img.convert("RGB").resize((w, h), Image.Resampling.BICUBIC), np.float32) / 255.0
-        out.append(((arr - mean) / std).transpose(2, 0, 1)[None].astype(np.float32))
-    return out
+        yield scheme.plan(img, budget).pixel_values
 
 
 def observe(
     root: Path,
     manifest: Manifest,
     probes: Probes,
-    threads: int = 0,
+    options: RuntimeOptions = RuntimeOptions(),
     progress=NullProgress(),
     reference: Optional[Observation] = None,
     label: str = "reference",
 ) -> Observation:
-    """Run one bundle on ``probes``; with ``reference``, compare next-token distributions on the fly."""
+    """Run one bundle on ``probes`` with the backends ``options``; with ``reference``, compare
+    next-token distributions on the fly."""
     from edge.runtime.pipeline import Pipeline
-    from edge.options import RuntimeOptions
-    from edge.runtime.onnx_backend import SessionOptions
     from edge.runtime.vision.encoder import VisionEncoder
 
     obs = Observation()
-    pipe = Pipeline(root, RuntimeOptions(threads=threads)) if manifest.llm is not None else None
+    pipe = Pipeline(root, options) if manifest.llm is not None else None
     try:
         if manifest.vision is not None:
-            encoder = pipe.vision if pipe is not None else VisionEncoder(root, manifest.vision, SessionOptions(threads=threads))
+            encoder = pipe.vision if pipe is not None else VisionEncoder(root, manifest.vision, options.vision)
             outs = []
             with progress.bar(len(probes.images), f"vision on {len(probes.images)} images ({label})") as advance:
-                for x in pixel_values(probes.images, manifest.vision):
+                for x in pixel_values(probes.images, manifest.vision, root, probes.budget):
                     outs.append(encoder(x))
+                    obs.vision_tiles.append(len(x))
                     advance(1)
             obs.vision = np.concatenate(outs) if outs else None
         if pipe is not None:
             _observe_llm(pipe, probes, obs, reference, progress, label)
         if getattr(manifest, "audio", None) is not None and probes.audio:
-            _observe_audio(root, manifest.audio, probes, obs, threads, progress, label)
+            _observe_audio(root, manifest.audio, probes, obs, options.audio, progress, label)
     finally:
         if pipe is not None:
             pipe.close()
@@ -148,15 +149,15 @@ def _observe_llm(pipe, probes: Probes, obs: Observation, reference: Optional[Obs
             advance(1)
 
 
-def _observe_audio(root: Path, spec, probes: Probes, obs: Observation, threads: int, progress, label: str) -> None:
+def _observe_audio(root: Path, spec, probes: Probes, obs: Observation, backend: OnnxOptions, progress,
+                   label: str) -> None:
     """Speech graphs on the probe clips: the encoder's cross-attention K/V (what the decoder
     reads) and the greedy tokens of the decoder, under Whisper's decoding rules."""
     from edge.runtime.speech.mel import log_mel
-    from edge.runtime.onnx_backend import SessionOptions
     from edge.options import TranscribeOptions
     from edge.runtime.speech.transcribe import WhisperGraphs, greedy_decode
 
-    graphs = WhisperGraphs(root, spec, SessionOptions(threads=threads))
+    graphs = WhisperGraphs(root, spec, backend)
     options = TranscribeOptions(timestamps=False, max_tokens=probes.answer_tokens)
     rows = []
     with progress.bar(len(probes.audio), f"speech graphs on {len(probes.audio)} clips ({label})") as advance:
@@ -176,20 +177,33 @@ def _logprobs(llm, ids: list[int]) -> np.ndarray:
     return logits - top - np.log(np.exp(logits - top).sum(-1, keepdims=True))
 
 
-def embedding_figures(ref: np.ndarray, ours: np.ndarray) -> dict[str, Any]:
-    """Cosine similarity (per embedding row and per image) and max |difference| of two outputs."""
+def embedding_figures(ref: np.ndarray, ours: np.ndarray, tiles: Optional[Sequence[int]] = None) -> dict[str, Any]:
+    """Cosine similarity (per embedding row and per image) and max |difference| of two outputs.
+
+    The outputs are ``[n, rows, D]``: one entry per image, or with ``tiles`` (tiles per image)
+    one entry per tile, the tiles of an image consecutive; the figures then also count the tiles.
+    """
     a = ours.reshape(-1, ours.shape[-1]).astype(np.float64)
     b = ref.reshape(-1, ref.shape[-1]).astype(np.float64)
     rows = _cosine(a, b)
-    images = _cosine(ours.reshape(len(ours), -1).astype(np.float64), ref.reshape(len(ref), -1).astype(np.float64))
-    return {
-        "images": int(len(ref)),
+    counts = [1] * len(ref) if tiles is None else [int(t) for t in tiles]
+    if sum(counts) != len(ref) or len(ours) != len(ref):
+        raise ValueError(f"{len(ref)} and {len(ours)} outputs for {sum(counts)} tiles")
+    starts = np.cumsum([0, *counts[:-1]])
+    flat_a, flat_b = ours.reshape(len(ours), -1), ref.reshape(len(ref), -1)
+    images = np.array([_cosine(flat_a[i:i + n].reshape(1, -1).astype(np.float64),
+                               flat_b[i:i + n].reshape(1, -1).astype(np.float64))[0] for i, n in zip(starts, counts)])
+    figures = {
+        "images": len(counts),
         "cosine_mean": float(rows.mean()),
         "cosine_min": float(rows.min()),
         "image_cosine_min": float(images.min()),
         "max_abs_diff": float(np.abs(a - b).max()),
         "ref_max_abs": float(np.abs(b).max()),
     }
+    if tiles is not None:
+        figures["tiles"] = len(ref)
+    return figures
 
 
 def llm_figures(ref: Observation, ours: Observation) -> dict[str, Any]:

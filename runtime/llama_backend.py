@@ -8,76 +8,90 @@ chat only evaluates what is new.
 from __future__ import annotations
 
 import collections
+import contextlib
 import ctypes
 import os
 import re
+import sys
 import threading
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from types import MappingProxyType
+from typing import Callable, Iterator, Mapping, Optional
 
 import llama_cpp as lc
 import numpy as np
 
 from edge.errors import ContextOverflowError, InputError, RuntimeFailure
-
-
-@dataclass(frozen=True)
-class LLMOptions:
-    """How to open the LLM: context size (0 = the bundle default), threads, batch."""
-
-    n_ctx: int = 0
-    threads: int = 0
-    n_batch: int = 512
-    verbose: bool = False
-    # "f32" keeps the KV cache and attention in f32 (exact parity for f32 bundles);
-    # "f16" halves KV memory and lets llama.cpp pick flash attention.
-    kv_dtype: str = "f16"
-
-    def __post_init__(self) -> None:
-        if self.n_ctx < 0:
-            raise InputError(f"context size must be positive, got {self.n_ctx}")
-        if self.threads < 0:
-            raise InputError(f"threads must be positive, got {self.threads}")
-        if self.n_batch < 1:
-            raise InputError(f"batch size must be positive, got {self.n_batch}")
-        if self.kv_dtype not in ("f16", "f32"):
-            raise InputError(f"KV cache dtype must be f16 or f32, got {self.kv_dtype!r}")
+from edge.options import LLMOptions
 
 
 _GGML_TYPE_F32 = 0  # ggml_type enum value
 
 
-class _Log:
-    """Routes llama.cpp's log lines: kept (last lines, for error messages) or printed."""
+class LogSink:
+    """Where llama.cpp's log goes while one object's call runs: the recent lines (for error
+    messages), an echo to stderr (``verbose``), and an optional ``listener`` called with each
+    piece of text (``quantize_gguf`` reads its progress from it).
 
-    verbose = False
-    recent: collections.deque = collections.deque(maxlen=20)
-    # called with every log text while set (quantize_gguf reads its progress from it)
-    listener: Optional[Callable[[str], None]] = None
+    llama.cpp's log hook is process-global in C, so a sink is installed only for the duration
+    of a call into llama.cpp (:meth:`active`) and the quiet default is restored after it.
+    """
 
-    @staticmethod
-    def _callback(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
-        line = text.decode("utf-8", errors="replace")
-        _Log.recent.append(line.strip())
-        if _Log.listener is not None:
-            _Log.listener(line)
-        if _Log.verbose:
-            import sys
+    def __init__(self, verbose: bool = False, listener: Optional[Callable[[str], None]] = None, keep: int = 20) -> None:
+        self.verbose = verbose
+        self.listener = listener
+        self.recent: collections.deque[str] = collections.deque(maxlen=keep)
 
-            sys.stderr.write(line)
+    def write(self, level: int, text: str) -> None:
+        """Take one piece of llama.cpp's log (often a whole line, sometimes a fragment)."""
+        self.recent.append(text.strip())
+        if self.listener is not None:
+            self.listener(text)
+        if self.verbose:
+            sys.stderr.write(text)
 
-    c_callback = lc.llama_log_callback(_callback)
-
-    @classmethod
-    def install(cls, verbose: bool) -> None:
-        cls.verbose = verbose
-        lc.llama_log_set(cls.c_callback, ctypes.c_void_p(0))
-
-    @classmethod
-    def last_error(cls) -> str:
-        lines = [l for l in cls.recent if l]
+    def last_error(self) -> str:
+        """The last non-empty line llama.cpp logged (what failed, usually), or "no details"."""
+        lines = [line for line in self.recent if line]
         return lines[-1] if lines else "no details"
+
+    @contextlib.contextmanager
+    def active(self) -> Iterator["LogSink"]:
+        """Route llama.cpp's log here for the ``with`` body, then back to the quiet default.
+
+        The C side keeps only this object's address; the ``with`` body holds a reference, and
+        the address is cleared before the body's frame can let the object go.
+        """
+        lc.llama_log_set(_LOG_CALLBACK, ctypes.c_void_p(id(self)))
+        try:
+            yield self
+        finally:
+            lc.llama_log_set(_LOG_CALLBACK, ctypes.c_void_p(0))
+
+
+def _dispatch(level: int, text: bytes, user_data: Optional[int]) -> None:
+    # llama.cpp calls this for every log piece: to the installed sink, or nowhere (quiet default)
+    if not user_data:
+        return
+    try:
+        sink = ctypes.cast(user_data, ctypes.py_object).value
+        sink.write(int(level), text.decode("utf-8", errors="replace") if text else "")
+    except Exception:  # nothing may propagate into C; a broken listener only loses log lines
+        pass
+
+
+# One immutable C callback for the whole process: the sink is chosen by the user_data pointer.
+_LOG_CALLBACK = lc.llama_log_callback(_dispatch)
+
+
+def active_log_sink() -> Optional[LogSink]:
+    """The sink llama.cpp's log goes to right now: None between calls (the quiet default)."""
+    callback, user_data = lc.llama_log_callback(), ctypes.c_void_p()
+    lc.llama_log_get(ctypes.byref(callback), ctypes.byref(user_data))
+    ours = ctypes.cast(callback, ctypes.c_void_p).value == ctypes.cast(_LOG_CALLBACK, ctypes.c_void_p).value
+    if not (ours and user_data.value):
+        return None
+    return ctypes.cast(user_data.value, ctypes.py_object).value
 
 
 def system_info() -> str:
@@ -91,7 +105,7 @@ def backend_version() -> str:
 
 
 # llama.cpp's quantization types, by the names its ``llama-quantize`` tool uses (``llama_ftype``).
-GGUF_QUANT_TYPES: dict[str, int] = {
+GGUF_QUANT_TYPES: Mapping[str, int] = MappingProxyType({
     "Q8_0": lc.LLAMA_FTYPE_MOSTLY_Q8_0,
     "Q6_K": lc.LLAMA_FTYPE_MOSTLY_Q6_K,
     "Q5_K_M": lc.LLAMA_FTYPE_MOSTLY_Q5_K_M,
@@ -102,7 +116,7 @@ GGUF_QUANT_TYPES: dict[str, int] = {
     "Q4_0": lc.LLAMA_FTYPE_MOSTLY_Q4_0,
     "Q3_K_M": lc.LLAMA_FTYPE_MOSTLY_Q3_K_M,
     "Q2_K": lc.LLAMA_FTYPE_MOSTLY_Q2_K,
-}
+})
 # llama_model_quantize logs one "[  12/ 272] name ..." line per tensor it writes
 _TENSOR_LINE = re.compile(r"\[\s*(\d+)/\s*(\d+)\]")
 
@@ -127,8 +141,6 @@ def quantize_gguf(
     """
     if ftype not in GGUF_QUANT_TYPES:
         raise InputError(f"unknown GGUF quantization {ftype!r} (known: {', '.join(GGUF_QUANT_TYPES)})")
-    _Log.install(False)
-    lc.llama_backend_init()
     params = lc.llama_model_quantize_default_params()
     params.nthread = threads or max(1, os.cpu_count() or 1)
     params.ftype = GGUF_QUANT_TYPES[ftype]
@@ -139,30 +151,43 @@ def quantize_gguf(
         if match:
             state["done"], state["total"] = int(match.group(1)), int(match.group(2))
 
-    def work() -> None:
-        state["rc"] = int(lc.llama_model_quantize(str(src).encode(), str(dst).encode(), ctypes.byref(params)))
+    # this call's own sink; the worker holds it (and installs it) for as long as llama.cpp writes
+    sink = LogSink(listener=listen)
 
-    _Log.listener = listen
-    try:
-        worker = threading.Thread(target=work, name="llama-quantize", daemon=True)
-        worker.start()
-        alive = True
-        while alive:
-            worker.join(0.1)
-            alive = worker.is_alive()
-            if progress is not None:
-                progress(state["done"], state["total"])
-    finally:
-        _Log.listener = None
+    def work() -> None:
+        with sink.active():
+            lc.llama_backend_init()
+            state["rc"] = int(lc.llama_model_quantize(str(src).encode(), str(dst).encode(), ctypes.byref(params)))
+
+    worker = threading.Thread(target=work, name="llama-quantize", daemon=True)
+    worker.start()
+    alive = True
+    while alive:
+        worker.join(0.1)
+        alive = worker.is_alive()
+        if progress is not None:
+            progress(state["done"], state["total"])
     if state["rc"] != 0:
-        raise RuntimeFailure(f"llama.cpp cannot quantize {Path(src).name} to {ftype}: {_Log.last_error()}")
+        raise RuntimeFailure(f"llama.cpp cannot quantize {Path(src).name} to {ftype}: {sink.last_error()}")
 
 
 class LLM:
-    """One llama.cpp model and context with a single sequence and a position counter."""
+    """One llama.cpp model and context with a single sequence and a position counter.
 
-    def __init__(self, path: Path, options: LLMOptions = LLMOptions(), default_ctx: int = 4096) -> None:
-        _Log.install(options.verbose)
+    ``weights_dtype`` is the weights' type as the bundle's manifest records it (``llm.dtype``);
+    it resolves ``options.kv_dtype == "auto"`` (:meth:`LLMOptions.kv_cache_dtype`). ``verbose``
+    echoes llama.cpp's log to stderr. Each object keeps its own log lines (:attr:`log`), which
+    end the messages of its errors.
+    """
+
+    def __init__(self, path: Path, options: LLMOptions = LLMOptions(), default_ctx: int = 4096,
+                 weights_dtype: str = "f16", verbose: bool = False) -> None:
+        self._model = self._ctx = None
+        self.log = LogSink(verbose)
+        with self.log.active():
+            self._open(Path(path), options, default_ctx, options.kv_cache_dtype(weights_dtype))
+
+    def _open(self, path: Path, options: LLMOptions, default_ctx: int, kv_dtype: str) -> None:
         lc.llama_backend_init()
         mparams = lc.llama_model_default_params()
         # ggml's AMX matmul kernels (an "extra buffer type") segfault on quantized
@@ -171,7 +196,7 @@ class LLM:
         mparams.use_extra_bufts = "AMX_INT8 = 1" not in system_info()
         self._model = lc.llama_model_load_from_file(str(path).encode(), mparams)
         if not self._model:
-            raise RuntimeFailure(f"llama.cpp cannot load {path}: {_Log.last_error()}")
+            raise RuntimeFailure(f"llama.cpp cannot load {path}: {self.log.last_error()}")
         self._vocab = lc.llama_model_get_vocab(self._model)
         self.n_embd = int(lc.llama_model_n_embd(self._model))
         self.n_vocab = int(lc.llama_vocab_n_tokens(self._vocab))
@@ -183,14 +208,15 @@ class LLM:
         threads = options.threads or max(1, os.cpu_count() or 1)
         cparams.n_threads = cparams.n_threads_batch = threads
         cparams.no_perf = True
-        if options.kv_dtype == "f32":
+        self.kv_dtype = kv_dtype
+        if kv_dtype == "f32":
             cparams.type_k = cparams.type_v = _GGML_TYPE_F32
             cparams.flash_attn_type = lc.LLAMA_FLASH_ATTN_TYPE_DISABLED
         self._ctx = lc.llama_init_from_model(self._model, cparams)
         if not self._ctx:
             lc.llama_model_free(self._model)
             self._model = None
-            raise RuntimeFailure(f"llama.cpp cannot create a context: {_Log.last_error()}")
+            raise RuntimeFailure(f"llama.cpp cannot create a context: {self.log.last_error()}")
         self.n_ctx = int(lc.llama_n_ctx(self._ctx))
         self.n_batch = options.n_batch
         self.n_past = 0
@@ -259,9 +285,10 @@ class LLM:
                     batch.n_seq_id[i] = 1
                     batch.seq_id[i][0] = 0
                     batch.logits[i] = all_logits or (start + i == n - 1)
-                rc = lc.llama_decode(self._ctx, batch)
+                with self.log.active():
+                    rc = lc.llama_decode(self._ctx, batch)
                 if rc != 0:
-                    raise RuntimeFailure(f"llama_decode failed with code {rc}: {_Log.last_error()}")
+                    raise RuntimeFailure(f"llama_decode failed with code {rc}: {self.log.last_error()}")
                 self.n_past += count
                 if all_logits:
                     out.extend(self._logits(i) for i in range(count))
@@ -284,12 +311,15 @@ class LLM:
 
     def close(self) -> None:
         """Free the context and model (also done at garbage collection)."""
-        if getattr(self, "_ctx", None):
-            lc.llama_free(self._ctx)
-            self._ctx = None
-        if getattr(self, "_model", None):
-            lc.llama_model_free(self._model)
-            self._model = None
+        if not (getattr(self, "_ctx", None) or getattr(self, "_model", None)):
+            return
+        with self.log.active():
+            if self._ctx:
+                lc.llama_free(self._ctx)
+                self._ctx = None
+            if self._model:
+                lc.llama_model_free(self._model)
+                self._model = None
 
     def __del__(self) -> None:
         self.close()

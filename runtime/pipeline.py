@@ -15,17 +15,17 @@ import numpy as np
 
 from edge.options import GenerateOptions, RuntimeOptions
 from edge.bundle import load_manifest
-from edge.errors import ContextOverflowError, InputError, RuntimeFailure
+from edge.errors import BundleError, ContextOverflowError, InputError, RuntimeFailure
+from edge.manifest import LLMSpec
 from edge.runtime.vision.embed_cache import EmbeddingCache, image_key
-from edge.events import Event, FinishEvent, Result, Timings, TokenEvent
+from edge.events import Event, FinishEvent, Placement, Result, Timings, TokenEvent
 from edge.runtime.text.generate import TextDecoder, join, steps
 from edge.runtime.vision.image_io import load_image
 from edge.options import Budget
 from edge.runtime.vision.schemes import Layout, scheme_for
-from edge.runtime.llama_backend import LLM, LLMOptions
+from edge.runtime.llama_backend import LLM
 from edge.runtime.text.prompt import ImageSlot, Message, render_chat, split_prompt, starts_with_bos
 from edge.runtime.text.sampling import Sampler
-from edge.runtime.onnx_backend import SessionOptions
 from edge.runtime.vision.encoder import VisionEncoder
 
 
@@ -52,25 +52,29 @@ class _Encoded:
 
 
 class Pipeline:
-    """A loaded bundle, ready to answer. Not thread-safe: one request at a time."""
+    """A loaded bundle, ready to answer. Not thread-safe: one request at a time.
+
+    ``options`` are passed down as they are: ``options.llm`` to llama.cpp (its ``kv_dtype``
+    "auto" resolved by the manifest's ``llm.dtype``), ``options.vision`` and ``options.audio``
+    to onnxruntime.
+    """
 
     def __init__(self, bundle: str | Path, options: RuntimeOptions = RuntimeOptions()) -> None:
         self.root, self.manifest = load_manifest(bundle)
         m = self.manifest
         if m.llm is None:
             raise InputError(f"{self.root} has no language model ({m.family} bundle); it cannot generate text")
-        kv = "f32" if m.llm.dtype == "f32" else "f16"
-        self.llm = LLM(
-            self.root / m.llm.file,
-            LLMOptions(n_ctx=options.n_ctx, threads=options.threads, verbose=options.verbose, kv_dtype=kv),
-        )
+        if m.vision is not None:  # before the LLM loads: a bundle this runtime would run wrongly fails fast
+            check_media_facts(m.llm)
+        self._positions = m.llm.media_positions
+        self.llm = LLM(self.root / m.llm.file, options.llm, weights_dtype=m.llm.dtype, verbose=options.verbose)
         if self.llm.n_embd != m.llm.n_embd:
             raise RuntimeFailure(f"{m.llm.file} has n_embd {self.llm.n_embd}, the manifest says {m.llm.n_embd}")
         self.vision = None
         if m.vision is not None:
             if m.vision.embed_dim != m.llm.n_embd:
                 raise RuntimeFailure("the vision output width does not match the LLM's embedding width")
-            self.vision = VisionEncoder(self.root, m.vision, SessionOptions(threads=options.threads))
+            self.vision = VisionEncoder(self.root, m.vision, options.vision)
             self.scheme = scheme_for(m.vision, self.root)
         self.cache = EmbeddingCache()
         # image embeddings are valid for this exact vision graph only
@@ -81,7 +85,7 @@ class Pipeline:
         if m.audio is not None:
             from edge.runtime.speech.transcribe import Transcriber
 
-            self.speech = Transcriber(self.root, threads=options.threads)
+            self.speech = Transcriber(self.root, options.audio)
 
     # --- public API -----------------------------------------------------------------
     def stream(self, prompt: str, images: Sequence = (), options: GenerateOptions = GenerateOptions(), audio: Sequence = ()) -> Iterator[Event]:
@@ -124,6 +128,15 @@ class Pipeline:
         self._forget()
         self.cache = EmbeddingCache(self.cache.max_bytes)
 
+    @property
+    def placement(self) -> dict[str, Placement]:
+        """Where each ONNX graph runs (``vision``, ``audio_encoder``, ``audio_decoder``; see
+        :class:`~edge.events.Placement`): what was asked for, what runs, any fallback."""
+        out = {"vision": self.vision.placement} if self.vision is not None else {}
+        if self.speech is not None and hasattr(self.speech, "placement"):
+            out.update(self.speech.placement)
+        return out
+
     def close(self) -> None:
         """Release the backends."""
         self.llm.close()
@@ -149,7 +162,7 @@ class Pipeline:
                     target.extend(self._tokenize(piece, False))
                 else:
                     target.append(_Image(f"{enc.key}:{piece}", enc.blocks[piece]))
-        n_pos = sum(_width(x) for x in target)
+        n_pos = sum(_width(x, self._positions) for x in target)
         timings.prompt_tokens = n_pos
         if n_pos + 1 > self.llm.n_ctx:
             raise ContextOverflowError(
@@ -205,7 +218,7 @@ class Pipeline:
         while keep < min(len(target), len(self._seq)) and _same(target[keep], self._seq[keep]):
             keep += 1
         keep = min(keep, len(target) - 1)  # the last item must be evaluated to get logits
-        kept_pos = sum(_width(x) for x in target[:keep])
+        kept_pos = sum(_width(x, self._positions) for x in target[:keep])
         self.llm.rewind(kept_pos)
         if self.llm.n_past != kept_pos:  # the cache could not be cut: start over
             keep, kept_pos = 0, 0
@@ -267,8 +280,35 @@ class Pipeline:
         return out
 
 
-def _width(item) -> int:
-    return item.embeds.shape[0] if isinstance(item, _Image) else 1
+# What this runtime executes of the manifest's media facts (LLMSpec.media_attention / media_positions):
+# llama.cpp evaluates a batch of embedding rows under the same causal mask as tokens, one position a row.
+SUPPORTED_MEDIA_ATTENTION = ("causal",)
+SUPPORTED_MEDIA_POSITIONS = ("linear",)
+
+
+def check_media_facts(spec: LLMSpec) -> None:
+    """Refuse a bundle whose LLM sees media rows in a way this runtime cannot execute (checked for
+    bundles with media; a text-only bundle has no media rows to get wrong).
+
+    Raises:
+        BundleError: non-causal attention over media rows, or multi-axis positions (M-RoPE).
+    """
+    if spec.media_attention not in SUPPORTED_MEDIA_ATTENTION:
+        raise BundleError(f"the bundle's LLM attends to image rows with {spec.media_attention} attention; this "
+                          f"runtime runs {', '.join(SUPPORTED_MEDIA_ATTENTION)} attention only (upgrade edge)")
+    if spec.media_positions not in SUPPORTED_MEDIA_POSITIONS:
+        raise BundleError(f"the bundle's LLM gives image rows {spec.media_positions!r} (multi-axis) positions; this "
+                          f"runtime gives {', '.join(SUPPORTED_MEDIA_POSITIONS)} positions only (upgrade edge)")
+
+
+def _width(item, positions: str) -> int:
+    """The KV-cache positions an item takes: one per token; under "linear" media positions (the
+    bundle's ``media_positions``, checked at load) one per embedding row of an image block."""
+    if not isinstance(item, _Image):
+        return 1
+    if positions == "linear":
+        return item.embeds.shape[0]
+    raise RuntimeFailure(f"media positions {positions!r} are not supported by this runtime")
 
 
 def _same(a, b) -> bool:

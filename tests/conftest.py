@@ -1,6 +1,7 @@
 """Session-scoped fixtures: tiny models and their bundles are built once per test run."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -126,3 +127,26 @@ def photo2(tmp_path_factory) -> Path:
     arr = np.stack([(xx * 2) % 256, (yy * 3) % 256, (xx + yy) % 256], -1).astype(np.uint8)
     Image.fromarray(arr).save(path, quality=95)
     return path
+
+
+def manifest_as_v1(data: dict) -> dict:
+    """A schema-2 manifest dict rewritten into the shape the previous release wrote
+    (``schema_version: 1``): a sliced scheme's parameters in ``vision.slicing`` and
+    ``vision.preprocess`` an ImagePreprocess naming the scheme; ``slicing: {}`` for clip."""
+    data = json.loads(json.dumps(data))
+    vision = data.get("vision")
+    if vision is not None:
+        pp = vision["preprocess"]
+        if pp["scheme"] == "clip":
+            vision["slicing"] = {}
+        else:
+            side = vision["input"]["shape"][-1]
+            vision["slicing"] = dict(pp)
+            vision["preprocess"] = {
+                "scheme": pp["scheme"], "image_size": side, "shortest_edge": side, "crop_height": side,
+                "crop_width": side, "do_resize": True, "do_center_crop": pp["scheme"] == "anyres",
+                "do_rescale": True, "do_normalize": True, "resample": pp["resample"], "rescale_factor": 1 / 255,
+                "mean": pp["mean"], "std": pp["std"],
+            }
+    data["schema_version"] = 1
+    return data

@@ -1,2 +1,16 @@
-"""Built-in architecture families; importing this package registers them."""
-from edge.export.families import idefics3, llama, llava, llava_next, whisper  # noqa: F401
+"""The built-in architecture families, listed explicitly: the registry
+(:func:`edge.export.registry.builtin`) reads these tuples, nothing registers itself on import.
+
+A new family is one file here whose spec is added to the right tuple.
+"""
+from __future__ import annotations
+
+from edge.export.families import idefics3, llama, llava, llava_next, whisper
+from edge.export.registry import FamilySpec, Importer, SpeechSpec
+
+# vision-language models and plain causal LMs (exported by edge.export.vlm)
+FAMILIES: tuple[FamilySpec, ...] = (llama.SPEC, llava.SPEC, llava_next.SPEC, idefics3.SPEC)
+# speech-recognition families, each with its own exporter
+SPEECH_FAMILIES: tuple[SpeechSpec, ...] = (whisper.SPEC,)
+# foreign checkpoint formats converted to HF checkpoints before export, tried in this order
+IMPORTERS: tuple[Importer, ...] = (whisper.CTRANSLATE2,)

@@ -7,9 +7,12 @@ from pathlib import Path
 
 import torch
 
-from edge.manifest import ImagePreprocess, PromptLayout
-from edge.export.registry import FamilySpec, VisionPart, register
-from edge.export.families.llava import RESAMPLE_NAMES, read_processor_config
+from edge.errors import ExportError
+from edge.manifest import PromptLayout
+from edge.preprocess import Idefics3Slicing
+from edge.export.llm_llama import LLAMA
+from edge.export.registry import FamilySpec, VisionPart
+from edge.export.families.llava import read_processor_config
 
 
 class Idefics3Vision(torch.nn.Module):
@@ -48,32 +51,14 @@ def _processor_config(src: Path) -> dict:
     return read_processor_config(src, ("Idefics3ImageProcessor", "Idefics3ImageProcessorFast"))
 
 
-def preprocess(src: Path, cfg) -> ImagePreprocess:
-    """Tile normalisation; the splitting parameters go to :func:`slicing`."""
-    pc = _processor_config(src)
-    tile = int(cfg.vision_config.image_size)
-    return ImagePreprocess(
-        scheme="idefics3",
-        image_size=tile,
-        shortest_edge=tile,
-        crop_height=tile,
-        crop_width=tile,
-        do_resize=bool(pc.get("do_resize", True)),
-        do_center_crop=False,
-        do_rescale=bool(pc.get("do_rescale", True)),
-        do_normalize=bool(pc.get("do_normalize", True)),
-        resample=RESAMPLE_NAMES.get(pc.get("resample", 1), "lanczos"),
-        rescale_factor=float(pc.get("rescale_factor", 1 / 255)),
-        mean=[float(x) for x in pc.get("image_mean", [0.5, 0.5, 0.5])],
-        std=[float(x) for x in pc.get("image_std", [0.5, 0.5, 0.5])],
-    )
-
-
-def slicing(src: Path, cfg) -> dict:
-    """Idefics3 image-splitting parameters and the prompt tokens around tiles."""
-    from edge.runtime.vision.slice_idefics3 import Idefics3Slicing
-
-    return Idefics3Slicing.from_processor_config(_processor_config(src), tokens_per_tile=tokens_per_tile(cfg)).to_dict()
+def preprocess(src: Path, cfg) -> Idefics3Slicing:
+    """Idefics3 image splitting (the processor's sizes, kernel, rescale and normalisation) and
+    the prompt tokens around tiles."""
+    params = Idefics3Slicing.from_processor_config(_processor_config(src), tokens_per_tile=tokens_per_tile(cfg))
+    if params.tile_size != cfg.vision_config.image_size:
+        raise ExportError(f"the image processor's tile size {params.tile_size} differs from the vision tower's "
+                          f"image_size {cfg.vision_config.image_size}")
+    return params
 
 
 def tokens_per_tile(cfg) -> int:
@@ -92,20 +77,19 @@ def _text_tensors(model):
     yield "lm_head.weight", model.lm_head.weight
 
 
-SPEC = register(
-    FamilySpec(
-        name="idefics3",
-        model_types=("idefics3",),
-        model_class="Idefics3ForConditionalGeneration",
-        text_config=lambda cfg: cfg.text_config,
-        text_tensors=_text_tensors,
-        vision=VisionPart(
-            module=Idefics3Vision,
-            reference=reference_features,
-            preprocess=preprocess,
-            slicing=slicing,
-            tokens_per_image=tokens_per_tile,
-            prompt=prompt_layout,
-        ),
-    )
+SPEC = FamilySpec(
+    name="idefics3",
+    model_types=("idefics3",),
+    model_class="Idefics3ForConditionalGeneration",
+    llm=LLAMA,
+    text_config=lambda cfg: cfg.text_config,
+    text_tensors=_text_tensors,
+    vision=VisionPart(
+        scheme="idefics3",
+        module=Idefics3Vision,
+        reference=reference_features,
+        preprocess=preprocess,
+        tokens_per_image=tokens_per_tile,
+        prompt=prompt_layout,
+    ),
 )

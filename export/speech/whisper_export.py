@@ -19,11 +19,11 @@ from edge.bundle import write_bundle
 from edge.errors import ExportError
 from edge.manifest import AudioFeatures, AudioSpec, Manifest, SpeechTokens
 from edge.runtime.speech.mel import log_mel
-from edge.runtime.onnx_backend import SessionOptions
+from edge.options import OnnxOptions
 from edge.export.source import load_hf
 from edge.options import TranscribeOptions
 from edge.runtime.speech.transcribe import WhisperGraphs, greedy_decode
-from edge.export import whisper_onnx as graphs
+from edge.export.speech import whisper_onnx as graphs
 from edge.export.vision_onnx import store_weights_f16
 
 # max |onnxruntime - torch| of the encoder outputs, relative to their largest magnitude
@@ -72,7 +72,7 @@ def export_whisper(source, config, out: Path, options, progress) -> Manifest:
             multilingual=bool(tokens.languages),
         )
         progress.stage("checking parity with transformers")
-        figures = whisper_parity(model, tmp, spec, options.dtype, options.threads)
+        figures = whisper_parity(model, tmp, spec, options.dtype, options.runtime.audio)
         return Manifest(
             name=name,
             family="whisper",
@@ -159,7 +159,7 @@ def vocab_strings(tok, vocab_size: int, tokens: SpeechTokens) -> list[str]:
     return out
 
 
-def whisper_parity(model, bundle: Path, spec: AudioSpec, dtype: str, threads: int) -> dict[str, Any]:
+def whisper_parity(model, bundle: Path, spec: AudioSpec, dtype: str, backend: OnnxOptions) -> dict[str, Any]:
     """Encoder outputs and greedy tokens of the ONNX graphs against transformers."""
     import torch
 
@@ -170,7 +170,7 @@ def whisper_parity(model, bundle: Path, spec: AudioSpec, dtype: str, threads: in
     wave = 0.3 * np.sin(2 * np.pi * (200 + 300 * t) * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t))
     wave = (wave + 0.02 * rng.standard_normal(t.size)).astype(np.float32)
     feats = log_mel(wave, spec.features)
-    g = WhisperGraphs(bundle, spec, SessionOptions(threads=threads))
+    g = WhisperGraphs(bundle, spec, backend)
     ours = g.encoder.run(None, {spec.encoder_io["input_features"].name: feats[None]})  # hidden, k..., v...
     with torch.no_grad():
         ref = graphs.EncoderGraph(model)(torch.from_numpy(feats[None]))

@@ -26,7 +26,9 @@ from edge.manifest import AudioSpec
 from edge.progress import NullProgress
 from edge.runtime.speech.audio_io import AudioInput, audio_info, stream_audio
 from edge.runtime.speech.mel import log_mel, n_window_samples
-from edge.runtime.onnx_backend import SessionOptions, open_session
+from edge.events import Placement
+from edge.options import OnnxOptions
+from edge.runtime.onnx_backend import open_session
 from edge.runtime.speech.decode_rules import Vocabulary, apply_rules, log_softmax, split_window
 
 
@@ -37,7 +39,7 @@ class WhisperGraphs:
     (``cross``: ``[B, H, 1500, Dh]`` each; self-attention: ``[B, H, P, Dh]`` each).
     """
 
-    def __init__(self, root: Path, spec: AudioSpec, options: SessionOptions = SessionOptions()) -> None:
+    def __init__(self, root: Path, spec: AudioSpec, options: OnnxOptions = OnnxOptions()) -> None:
         self.spec = spec
         self.encoder = open_session(root / spec.encoder, options)
         self.decoder = open_session(root / spec.decoder, options)
@@ -56,6 +58,11 @@ class WhisperGraphs:
             missing = [n for n in wanted if n not in have]
             if missing:
                 raise BundleError(f"{name} lacks the tensors {missing[:4]} that the manifest names")
+
+    @property
+    def placement(self) -> dict[str, Placement]:
+        """Where each graph runs (``audio_encoder``, ``audio_decoder``)."""
+        return {"audio_encoder": self.encoder.placement, "audio_decoder": self.decoder.placement}
 
     def encode(self, features: np.ndarray) -> tuple[np.ndarray, ...]:
         """Cross-attention keys then values, per layer, of one window's features ``[n_mels, frames]``."""
@@ -82,15 +89,18 @@ class WhisperGraphs:
 
 
 class Transcriber:
-    """Speech to text with a bundle's Whisper component. Not thread-safe: one call at a time."""
+    """Speech to text with a bundle's Whisper component. Not thread-safe: one call at a time.
 
-    def __init__(self, bundle: str | Path, threads: int = 0) -> None:
+    ``options``: how onnxruntime runs the encoder and decoder graphs (threads, providers).
+    """
+
+    def __init__(self, bundle: str | Path, options: OnnxOptions = OnnxOptions()) -> None:
         self.root, manifest = load_manifest(bundle)
         if manifest.audio is None:
             raise InputError(f"{self.root} has no speech model (export a Whisper checkpoint with `edge export`)")
         self.spec = manifest.audio
         self.name = manifest.name
-        self.graphs = WhisperGraphs(self.root, self.spec, SessionOptions(threads=threads))
+        self.graphs = WhisperGraphs(self.root, self.spec, options)
         try:
             strings = json.loads((self.root / self.spec.vocab).read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -98,6 +108,11 @@ class Transcriber:
         if not isinstance(strings, list) or len(strings) != self.spec.vocab_size:
             raise BundleError(f"{self.spec.vocab} must list {self.spec.vocab_size} token strings")
         self.vocab = Vocabulary(strings, self.spec.tokens.eot)
+
+    @property
+    def placement(self) -> dict[str, Placement]:
+        """Where the speech graphs run (see :class:`~edge.events.Placement`)."""
+        return self.graphs.placement
 
     @property
     def sample_rate(self) -> int:
@@ -263,6 +278,6 @@ def greedy_decode(graphs: WhisperGraphs, cross: tuple, options: TranscribeOption
     return generated, total, no_speech, language
 
 
-def load_speech(bundle: str | Path, threads: int = 0) -> Transcriber:
+def load_speech(bundle: str | Path, options: OnnxOptions = OnnxOptions()) -> Transcriber:
     """Open the speech component of a bundle (a Whisper bundle, or a bundle carrying one)."""
-    return Transcriber(bundle, threads=threads)
+    return Transcriber(bundle, options)

@@ -36,7 +36,7 @@ import numpy as np
 from PIL import Image
 
 from edge.errors import BundleError, ImageError, InputError
-from edge.manifest import ImagePreprocess
+from edge.preprocess import ImagePreprocess
 
 from .image_io import load_image
 

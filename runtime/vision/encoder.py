@@ -7,18 +7,25 @@ import numpy as np
 
 from edge.errors import RuntimeFailure
 from edge.manifest import VisionSpec
-from edge.runtime.onnx_backend import SessionOptions, open_session
+from edge.events import Placement
+from edge.options import OnnxOptions
+from edge.runtime.onnx_backend import open_session
 
 
 class VisionEncoder:
     """Runs the vision tower + projector: pixel_values [n,3,H,W] -> embeddings [n,T,D]."""
 
-    def __init__(self, bundle: Path, spec: VisionSpec, options: SessionOptions = SessionOptions()) -> None:
+    def __init__(self, bundle: Path, spec: VisionSpec, options: OnnxOptions = OnnxOptions()) -> None:
         self.spec = spec
         self._session = open_session(bundle / spec.file, options)
         names = [i.name for i in self._session.get_inputs()]
         if spec.input.name not in names:
             raise RuntimeFailure(f"{spec.file} has no input {spec.input.name!r} (has {names})")
+
+    @property
+    def placement(self) -> Placement:
+        """Where the graph runs: the execution providers asked for and those its nodes got."""
+        return self._session.placement
 
     def __call__(self, pixel_values: np.ndarray) -> np.ndarray:
         """Encode a batch of preprocessed images, one image per run.

@@ -20,8 +20,9 @@ from edge.errors import BundleError, InputError
 from edge.manifest import VisionSpec
 from edge.runtime.vision.clip import clip_pixel_values
 from edge.runtime.vision.slice_common import Layout, plan_to_dict
-from edge.runtime.vision.slice_anyres import AnyresSlicing, apply_anyres, pack_anyres_features, plan_anyres
-from edge.runtime.vision.slice_idefics3 import Idefics3Slicing, apply_idefics3, idefics3_layout, plan_idefics3
+from edge.preprocess import AnyresSlicing, Idefics3Slicing
+from edge.runtime.vision.slice_anyres import apply_anyres, pack_anyres_features, plan_anyres
+from edge.runtime.vision.slice_idefics3 import apply_idefics3, idefics3_layout, plan_idefics3
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,13 @@ class ClipScheme:
         return [0], [embeds[0]]
 
 
+def _params(spec: VisionSpec, cls: type) -> Any:
+    """The scheme's parameters: ``spec.preprocess`` itself (the manifest's tagged union)."""
+    if not isinstance(spec.preprocess, cls):
+        raise BundleError(f"the manifest's vision.preprocess is not {cls.__name__} parameters")
+    return spec.preprocess
+
+
 def _limits(budget: Budget) -> dict:
     return {"max_tiles": budget.max_tiles, "max_image_tokens": budget.max_image_tokens,
             "max_upscale": budget.max_upscale}
@@ -71,7 +79,7 @@ class Idefics3Scheme:
     ``<fake_token_around_image><row_r_col_c>`` tokens, as ``Idefics3Processor`` writes."""
 
     def __init__(self, spec: VisionSpec, bundle: Path) -> None:
-        self.params = Idefics3Slicing.from_dict(spec.slicing)
+        self.params = _params(spec, Idefics3Slicing)
 
     def plan(self, image: Image.Image, budget: Budget) -> TilePlan:
         plan = plan_idefics3(image.width, image.height, self.params, **_limits(budget))
@@ -86,7 +94,7 @@ class AnyresScheme:
     learned newline row appended per row (``pack_image_features``), one block per image."""
 
     def __init__(self, spec: VisionSpec, bundle: Path) -> None:
-        self.params = AnyresSlicing.from_dict(spec.slicing)
+        self.params = _params(spec, AnyresSlicing)
         name = spec.extras.get("image_newline")
         if name is None:
             raise BundleError("an anyres bundle needs the image_newline extra in its manifest")

@@ -30,14 +30,14 @@ model's single-patch branch: base features then one newline).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Optional
 
 import numpy as np
 from PIL import Image
 
 from edge.errors import InputError
-from edge.manifest import ImagePreprocess
+from edge.preprocess import AnyresSlicing, ImagePreprocess
 
 from . import slice_common as common
 from .clip import apply_clip, plan_clip
@@ -52,109 +52,6 @@ __all__ = [
     "pack_anyres_features",
     "select_best_resolution",
 ]
-
-LLAVA_V16_PINPOINTS = [[336, 672], [672, 336], [672, 672], [1008, 336], [336, 1008]]  # HF's default
-CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]  # OPENAI_CLIP_MEAN: HF's default
-CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
-
-
-@dataclass(frozen=True)
-class AnyresSlicing:
-    """Parameters of anyres slicing; defaults are llava-v1.6's.
-
-    ``grid_pinpoints`` are ``[height, width]`` pairs, multiples of the crop size (the
-    vision tower's input size). ``patch_size`` is the vision patch: each frame gives
-    ``(crop // patch_size) ** 2`` features (``vision_feature_select_strategy="default"``).
-    """
-
-    grid_pinpoints: list = field(default_factory=lambda: [list(p) for p in LLAVA_V16_PINPOINTS])
-    shortest_edge: int = 336
-    crop_size: int = 336
-    patch_size: int = 14
-    resample: str = "bicubic"
-    do_resize: bool = True
-    do_center_crop: bool = True
-    do_rescale: bool = True
-    rescale_factor: float = 1.0 / 255.0
-    do_normalize: bool = True
-    mean: list = field(default_factory=lambda: list(CLIP_MEAN))
-    std: list = field(default_factory=lambda: list(CLIP_STD))
-
-    scheme = "anyres"
-
-    def __post_init__(self) -> None:
-        for name in ("shortest_edge", "crop_size", "patch_size"):
-            common.check_int(name, getattr(self, name))
-        for name in ("do_resize", "do_center_crop", "do_rescale", "do_normalize"):
-            common.check_bool(name, getattr(self, name))
-        common.check_resample(self.resample)
-        common.check_float("rescale_factor", self.rescale_factor)
-        common.check_mean_std(self.mean, self.std)
-        if self.crop_size % self.patch_size:
-            raise InputError(f"crop_size {self.crop_size} is not a multiple of patch_size {self.patch_size}")
-        if not isinstance(self.grid_pinpoints, list) or not self.grid_pinpoints:
-            raise InputError("grid_pinpoints must be a non-empty list of [height, width] pairs")
-        for pair in self.grid_pinpoints:
-            if not isinstance(pair, list) or len(pair) != 2:
-                raise InputError(f"grid_pinpoints entries must be [height, width], got {pair!r}")
-            for v in pair:
-                common.check_int("grid pinpoint", v)
-                if v % self.crop_size:
-                    # divide_to_patches would make partial patches that the model's
-                    # get_anyres_image_grid_shape (floor division) does not count.
-                    raise InputError(f"grid pinpoint {pair} is not a multiple of crop_size {self.crop_size}")
-        if not self.do_center_crop:
-            raise InputError("anyres slicing needs do_center_crop: frames must all be crop_size")
-
-    @classmethod
-    def from_processor_config(cls, d: dict, *, patch_size: Optional[int] = None) -> "AnyresSlicing":
-        """From ``preprocessor_config.json`` of a ``LlavaNextImageProcessor``.
-
-        ``patch_size`` (the vision patch) defaults to ``d["patch_size"]`` (a
-        ``processor_config.json`` key), then 14.
-
-        Raises:
-            InputError: a ``size`` without ``shortest_edge``, a non-square crop, or a bad value.
-        """
-        size = d.get("size") or {"shortest_edge": 224}
-        if not isinstance(size, dict) or "shortest_edge" not in size:
-            raise InputError(f"only size={{'shortest_edge': N}} is supported, got {size!r}")
-        crop = d.get("crop_size") or {"height": 224, "width": 224}
-        if isinstance(crop, int):
-            crop = {"height": crop, "width": crop}
-        if crop.get("height") != crop.get("width"):
-            raise InputError(f"anyres slicing needs a square crop_size, got {crop!r}")
-        return cls(
-            grid_pinpoints=[list(p) for p in d.get("image_grid_pinpoints") or LLAVA_V16_PINPOINTS],
-            shortest_edge=size["shortest_edge"],
-            crop_size=crop["height"],
-            patch_size=patch_size if patch_size is not None else d.get("patch_size", 14),
-            resample=common.resample_name(d.get("resample", 3)),
-            do_resize=d.get("do_resize", True),
-            do_center_crop=d.get("do_center_crop", True),
-            do_rescale=d.get("do_rescale", True),
-            rescale_factor=float(d.get("rescale_factor", 1.0 / 255.0)),
-            do_normalize=d.get("do_normalize", True),
-            mean=common.float_list(d.get("image_mean", CLIP_MEAN), "image_mean"),
-            std=common.float_list(d.get("image_std", CLIP_STD), "image_std"),
-        )
-
-    @property
-    def tokens_per_tile(self) -> int:
-        """Features per frame out of the vision tower + projector."""
-        return (self.crop_size // self.patch_size) ** 2
-
-    def to_dict(self) -> dict:
-        """Plain JSON (for the manifest), tagged with ``"scheme": "anyres"``."""
-        return {"scheme": self.scheme, **asdict(self)}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "AnyresSlicing":
-        """Inverse of :meth:`to_dict`. Raises :class:`InputError` on unknown keys."""
-        try:
-            return cls(**{k: v for k, v in d.items() if k != "scheme"})
-        except TypeError as exc:
-            raise InputError(f"bad anyres slicing parameters: {exc}") from None
 
 
 @dataclass(frozen=True)

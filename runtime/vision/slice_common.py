@@ -1,8 +1,9 @@
 """What the slicing schemes share: parameter checks, the token budget, pixel arithmetic.
 
-The schemes themselves live in ``slicing_idefics3``, ``slicing_anyres`` and
-``slicing_uhd``; :mod:`edge.runtime.vision.slicing` is the public face. Conventions used by
-all of them:
+The schemes themselves live in ``slice_idefics3``, ``slice_anyres`` and
+``slice_uhd`` (their parameter dataclasses and the value checks are the contract's:
+:mod:`edge.preprocess`, :mod:`edge.checks`); :mod:`edge.runtime.vision.slicing` is the
+public face. Conventions used by all of them:
 
 * sizes are ``(width, height)``, grids are ``(rows, cols)``, boxes are
   ``(left, top, right, bottom)`` (PIL's crop box) in the image they are cut from;
@@ -23,6 +24,8 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 from PIL import Image
 
+from edge.checks import (check_bool, check_float, check_int, check_mean_std, check_resample,  # noqa: F401
+                         check_str, float_list, resample_name)
 from edge.errors import InputError
 
 from .clip import RESAMPLE_FILTERS
@@ -31,72 +34,6 @@ __all__ = ["Box", "Layout", "check_limits", "resample_name", "merge_text", "plan
 
 Box = tuple[int, int, int, int]
 Layout = list[Union[str, int]]
-
-_PIL_NAMES = {int(f): name for name, f in RESAMPLE_FILTERS.items()}
-
-
-def resample_name(value: Any) -> str:
-    """A resampling filter as its manifest name: HF stores ``PILImageResampling`` ints.
-
-    Raises:
-        InputError: not a known filter.
-    """
-    if isinstance(value, bool):
-        raise InputError(f"resample must be a filter name or PIL filter number, got {value!r}")
-    if isinstance(value, int) and value in _PIL_NAMES:
-        return _PIL_NAMES[value]
-    if isinstance(value, str) and value.lower() in RESAMPLE_FILTERS:
-        return value.lower()
-    raise InputError(f"unknown resample filter {value!r}; use one of {', '.join(RESAMPLE_FILTERS)}")
-
-
-def check_resample(value: Any) -> None:
-    """A parameter field holds a filter *name* (lower case), never HF's int."""
-    if not isinstance(value, str) or value not in RESAMPLE_FILTERS:
-        raise InputError(f"resample must be one of {', '.join(RESAMPLE_FILTERS)}, got {value!r}")
-
-
-def check_int(name: str, value: Any, minimum: int = 1) -> None:
-    """``value`` is an ``int`` (not a bool) of at least ``minimum``, else :class:`InputError`."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise InputError(f"{name} must be an integer >= {minimum}, got {value!r}")
-
-
-def check_bool(name: str, value: Any) -> None:
-    if not isinstance(value, bool):
-        raise InputError(f"{name} must be true or false, got {value!r}")
-
-
-def check_str(name: str, value: Any) -> None:
-    if not isinstance(value, str):
-        raise InputError(f"{name} must be a string, got {value!r}")
-
-
-def check_float(name: str, value: Any, positive: bool = True) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise InputError(f"{name} must be a finite number, got {value!r}")
-    if positive and value <= 0:
-        raise InputError(f"{name} must be > 0, got {value!r}")
-
-
-def check_mean_std(mean: Any, std: Any) -> None:
-    """Three finite means and three finite non-zero standard deviations."""
-    for name, values in (("mean", mean), ("std", std)):
-        if not isinstance(values, list) or len(values) != 3:
-            raise InputError(f"{name} must be a list of 3 numbers, got {values!r}")
-        for v in values:
-            check_float(name, v, positive=False)
-    if any(v == 0 for v in std):
-        raise InputError(f"std must be non-zero, got {std!r}")
-
-
-def float_list(values: Any, name: str) -> list[float]:
-    """HF configs hold mean/std as a list or a single float: always 3 floats here."""
-    if isinstance(values, (int, float)) and not isinstance(values, bool):
-        return [float(values)] * 3
-    if isinstance(values, (list, tuple)):
-        return [float(v) for v in values]
-    raise InputError(f"{name} must be a number or a list of numbers, got {values!r}")
 
 
 def check_limits(

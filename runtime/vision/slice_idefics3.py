@@ -29,13 +29,14 @@ makes with that ``size``.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Optional, Sequence
 
 import numpy as np
 from PIL import Image
 
 from edge.errors import InputError
+from edge.preprocess import Idefics3Slicing
 
 from . import slice_common as common
 from .slice_common import Box, Layout
@@ -51,89 +52,6 @@ __all__ = [
 ]
 
 MAX_IMAGE_SIZE = 4096  # image_processing_idefics3.MAX_IMAGE_SIZE: absolute cap after step 1
-
-
-@dataclass(frozen=True)
-class Idefics3Slicing:
-    """Parameters of Idefics3 splitting; defaults are ``Idefics3ImageProcessor``'s own.
-
-    ``longest_edge`` is ``size["longest_edge"]``, ``tile_size`` is
-    ``max_image_size["longest_edge"]`` and ``tokens_per_tile`` the processor's
-    ``image_seq_len`` (``(tile_size // patch) ** 2 // scale_factor ** 2``).
-    """
-
-    longest_edge: int = 4 * 364
-    tile_size: int = 364
-    tokens_per_tile: int = 169
-    resample: str = "lanczos"
-    do_resize: bool = True
-    do_image_splitting: bool = True
-    do_rescale: bool = True
-    rescale_factor: float = 1.0 / 255.0
-    do_normalize: bool = True
-    mean: list = field(default_factory=lambda: [0.5, 0.5, 0.5])
-    std: list = field(default_factory=lambda: [0.5, 0.5, 0.5])
-    do_pad: bool = True
-    fake_image_token: str = "<fake_token_around_image>"
-    global_image_token: str = "<global-img>"
-
-    scheme = "idefics3"
-
-    def __post_init__(self) -> None:
-        for name in ("longest_edge", "tile_size", "tokens_per_tile"):
-            common.check_int(name, getattr(self, name))
-        for name in ("do_resize", "do_image_splitting", "do_rescale", "do_normalize", "do_pad"):
-            common.check_bool(name, getattr(self, name))
-        for name in ("fake_image_token", "global_image_token"):
-            common.check_str(name, getattr(self, name))
-        common.check_resample(self.resample)
-        common.check_float("rescale_factor", self.rescale_factor)
-        common.check_mean_std(self.mean, self.std)
-
-    @classmethod
-    def from_processor_config(cls, d: dict, *, tokens_per_tile: Optional[int] = None) -> "Idefics3Slicing":
-        """From ``preprocessor_config.json`` (the HF image processor's dict).
-
-        ``tokens_per_tile`` defaults to ``d["image_seq_len"]`` (a ``processor_config.json``
-        key; pass the two dicts merged, or the value) and then to HF's 169.
-
-        Raises:
-            InputError: a size without ``longest_edge`` or an invalid value.
-        """
-        def edge(key: str, default: int) -> int:
-            value = d.get(key) or {"longest_edge": default}
-            if not isinstance(value, dict) or "longest_edge" not in value:
-                raise InputError(f"{key} must hold 'longest_edge', got {value!r}")
-            return value["longest_edge"]
-
-        seq = tokens_per_tile if tokens_per_tile is not None else d.get("image_seq_len", 169)
-        return cls(
-            longest_edge=edge("size", 4 * 364),
-            tile_size=edge("max_image_size", 364),
-            tokens_per_tile=seq,
-            resample=common.resample_name(d.get("resample", 1)),
-            do_resize=d.get("do_resize", True),
-            do_image_splitting=d.get("do_image_splitting", True),
-            do_rescale=d.get("do_rescale", True),
-            rescale_factor=float(d.get("rescale_factor", 1.0 / 255.0)),
-            do_normalize=d.get("do_normalize", True),
-            mean=common.float_list(d.get("image_mean", [0.5, 0.5, 0.5]), "image_mean"),
-            std=common.float_list(d.get("image_std", [0.5, 0.5, 0.5]), "image_std"),
-            do_pad=d.get("do_pad", True),
-        )
-
-    def to_dict(self) -> dict:
-        """Plain JSON (for the manifest), tagged with ``"scheme": "idefics3"``."""
-        return {"scheme": self.scheme, **asdict(self)}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "Idefics3Slicing":
-        """Inverse of :meth:`to_dict`. Raises :class:`InputError` on unknown keys."""
-        data = {k: v for k, v in d.items() if k != "scheme"}
-        try:
-            return cls(**data)
-        except TypeError as exc:
-            raise InputError(f"bad idefics3 slicing parameters: {exc}") from None
 
 
 @dataclass(frozen=True)

@@ -31,90 +31,19 @@ the query count) per frame, whatever its size.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Optional
 
 import numpy as np
 from PIL import Image
 
 from edge.errors import InputError
+from edge.preprocess import UhdSlicing
 
 from . import slice_common as common
 from .slice_common import Box, Layout
 
 __all__ = ["UhdSlicing", "UhdPlan", "plan_uhd", "apply_uhd", "uhd_layout", "uhd_patchify"]
-
-
-@dataclass(frozen=True)
-class UhdSlicing:
-    """Parameters of LLaVA-UHD slicing; defaults are MiniCPM-V 2.6's processor config.
-
-    ``tokens_per_slice`` is ``image_feature_size`` (the resampler's query count). The
-    token strings are the ones MiniCPM-V's processor writes around each frame.
-    """
-
-    scale_resolution: int = 448
-    patch_size: int = 14
-    max_slice_nums: int = 9
-    slice_mode: bool = True
-    tokens_per_slice: int = 64
-    resample: str = "bicubic"
-    mean: list = field(default_factory=lambda: [0.5, 0.5, 0.5])
-    std: list = field(default_factory=lambda: [0.5, 0.5, 0.5])
-    use_image_id: bool = True
-    im_start: str = "<image>"
-    im_end: str = "</image>"
-    slice_start: str = "<slice>"
-    slice_end: str = "</slice>"
-    im_id_start: str = "<image_id>"
-    im_id_end: str = "</image_id>"
-
-    scheme = "uhd"
-
-    def __post_init__(self) -> None:
-        for name in ("scale_resolution", "patch_size", "max_slice_nums", "tokens_per_slice"):
-            common.check_int(name, getattr(self, name))
-        for name in ("slice_mode", "use_image_id"):
-            common.check_bool(name, getattr(self, name))
-        for name in ("im_start", "im_end", "slice_start", "slice_end", "im_id_start", "im_id_end"):
-            common.check_str(name, getattr(self, name))
-        common.check_resample(self.resample)
-        common.check_mean_std(self.mean, self.std)
-
-    @classmethod
-    def from_processor_config(cls, d: dict) -> "UhdSlicing":
-        """From a MiniCPM-V ``preprocessor_config.json`` (``MiniCPMVImageProcessor``'s keys:
-        ``max_slice_nums``, ``scale_resolution``, ``patch_size``, ``image_feature_size``,
-        ``slice_mode``, ``use_image_id``, ``norm_mean``, ``norm_std``, token strings).
-
-        Raises:
-            InputError: a bad value.
-        """
-        names = ("im_start", "im_end", "slice_start", "slice_end", "im_id_start", "im_id_end")
-        tokens = {k: d[k] for k in names if k in d}
-        return cls(
-            scale_resolution=d.get("scale_resolution", 448),
-            patch_size=d.get("patch_size", 14),
-            max_slice_nums=d.get("max_slice_nums", 9),
-            slice_mode=d.get("slice_mode", True),
-            tokens_per_slice=d.get("image_feature_size", 64),
-            mean=common.float_list(d.get("norm_mean", [0.5, 0.5, 0.5]), "norm_mean"),
-            std=common.float_list(d.get("norm_std", [0.5, 0.5, 0.5]), "norm_std"),
-            use_image_id=d.get("use_image_id", False),
-            **tokens,
-        )
-
-    def to_dict(self) -> dict:
-        """Plain JSON (for the manifest), tagged with ``"scheme": "uhd"``."""
-        return {"scheme": self.scheme, **asdict(self)}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "UhdSlicing":
-        """Inverse of :meth:`to_dict`. Raises :class:`InputError` on unknown keys."""
-        try:
-            return cls(**{k: v for k, v in d.items() if k != "scheme"})
-        except TypeError as exc:
-            raise InputError(f"bad uhd slicing parameters: {exc}") from None
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,9 @@ uhd        :class:`UhdSlicing` /             LLaVA-UHD as MiniCPM-V's image proc
 
 Every planner takes ``max_tiles``, ``max_image_tokens`` and ``max_upscale`` (all
 optional) and reports ``tiles``, ``image_tokens``, ``grid`` (rows, cols),
-``budget_applied`` and ``reason``. Parameters are JSON-plain frozen dataclasses with
-``from_processor_config`` (HF config dict), ``to_dict`` / ``from_dict`` (manifest).
+``budget_applied`` and ``reason``. Parameters are the contract's JSON-plain frozen
+dataclasses (:mod:`edge.preprocess`, ``VisionSpec.preprocess`` of the manifest) with
+``from_processor_config`` (HF config dict), ``to_dict`` / ``from_dict``.
 """
 from __future__ import annotations
 

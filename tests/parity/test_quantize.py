@@ -15,8 +15,10 @@ import pytest
 from conftest import run_cli
 from edge.bundle import load_manifest
 from edge.errors import BundleError, InputError
+from edge.options import RuntimeOptions
 from edge.quantize import fidelity
-from edge.quantize.api import QuantizeOptions, quantize_bundle
+from edge.options import PROBE_BUDGET, QuantizeOptions
+from edge.quantize.api import quantize_bundle
 from edge.quantize.probes import probe_images
 
 THREADS = 1  # llama.cpp spins its threads: on a busy 2-core machine one thread is far faster
@@ -60,6 +62,18 @@ def test_recipes_produce_smaller_files(tiny_llava_bundle, quantized):
     assert len(weights) == 15 and set(weights) == {onnx.TensorProto.UINT8}
 
 
+def test_quantized_bundles_validate_against_the_shipped_schema(quantized):
+    import jsonschema
+
+    from edge.schema import shipped_schema_path
+
+    validator = jsonschema.Draft202012Validator(json.loads(shipped_schema_path().read_text(encoding="utf-8")))
+    for recipe, (path, _) in quantized.items():
+        data = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
+        errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}"[:200] for e in validator.iter_errors(data)]
+        assert not errors, (recipe, errors)
+
+
 def test_manifest_records_precision_recipe_and_report(quantized):
     expected = {"q8": ("q8_0", "int8"), "q4-int4vision": ("q4_k_m", "int4"), "npu-int8": ("q4_0", "qdq-int8")}
     for recipe, (path, m) in quantized.items():
@@ -98,13 +112,13 @@ def test_figures_are_measured_and_follow_the_input(tiny_llava_bundle, quantized,
     root, ref_m = load_manifest(tiny_llava_bundle)
     qroot, q_m = load_manifest(quantized["q4-int4vision"][0])
     probes = fidelity.Probes(images=probe_images(3), texts=fidelity.PROBE_TEXTS[:3], prompts=fidelity.GREEDY_PROMPTS[:2])
-    ref = fidelity.observe(root, ref_m, probes, THREADS)
-    same = fidelity.observe(root, ref_m, probes, THREADS, reference=ref)
+    ref = fidelity.observe(root, ref_m, probes, RuntimeOptions.simple(threads=THREADS))
+    same = fidelity.observe(root, ref_m, probes, RuntimeOptions.simple(threads=THREADS), reference=ref)
     assert fidelity.llm_figures(ref, same)["top1_agreement"] == 1.0
     assert fidelity.llm_figures(ref, same)["kl"] < 1e-6
     assert fidelity.embedding_figures(ref.vision, same.vision)["cosine_min"] == pytest.approx(1.0)
     assert fidelity.answer_figures(ref, same, probes.answer_tokens)["identical_answers"] == 1.0
-    ours = fidelity.observe(qroot, q_m, probes, THREADS, reference=ref)
+    ours = fidelity.observe(qroot, q_m, probes, RuntimeOptions.simple(threads=THREADS), reference=ref)
     vision = fidelity.embedding_figures(ref.vision, ours.vision)
     llm = fidelity.llm_figures(ref, ours)
     assert vision["cosine_mean"] < 0.9999 and llm["kl"] > 1e-4
@@ -113,8 +127,8 @@ def test_figures_are_measured_and_follow_the_input(tiny_llava_bundle, quantized,
 
     probes2 = fidelity.Probes(images=[load_image(photo)] + probe_images(2, seed=5), texts=fidelity.PROBE_TEXTS[3:6],
                               prompts=fidelity.GREEDY_PROMPTS[:2])
-    ref2 = fidelity.observe(root, ref_m, probes2, THREADS)
-    ours2 = fidelity.observe(qroot, q_m, probes2, THREADS, reference=ref2)
+    ref2 = fidelity.observe(root, ref_m, probes2, RuntimeOptions.simple(threads=THREADS))
+    ours2 = fidelity.observe(qroot, q_m, probes2, RuntimeOptions.simple(threads=THREADS), reference=ref2)
     vision2, llm2 = fidelity.embedding_figures(ref2.vision, ours2.vision), fidelity.llm_figures(ref2, ours2)
     assert vision2["cosine_mean"] != vision["cosine_mean"] and vision2["max_abs_diff"] != vision["max_abs_diff"]
     assert llm2["kl"] != llm["kl"] and llm2["positions"] != llm["positions"]
@@ -297,3 +311,27 @@ def test_whisper_bundle_quantizes_its_speech_graphs(tiny_whisper_bundle, tmp_pat
     assert proc.returncode == 0, proc.stderr
     proc = run_cli("quantize", str(tiny_whisper_bundle), "-o", str(tmp_path / "npu"), "--recipe", "npu-int8")
     assert proc.returncode == 2 and "does not apply" in _error_line(proc)
+
+
+@pytest.mark.parametrize("family, recipe", [("idefics3", "npu-int8"), ("llava_next", "q8")])
+def test_sliced_families_are_calibrated_and_measured_on_the_runtime_tiles(request, family, recipe, tmp_path):
+    """Calibration and fidelity see the tiles the runtime's own scheme makes (under the probe
+    budget), not a whole-image resize; the report says how many and under which budget."""
+    from edge.runtime.vision.schemes import scheme_for
+
+    bundle = request.getfixturevalue(f"tiny_{family}_bundle")
+    root, m = load_manifest(bundle)
+    images = probe_images(3)
+    scheme = scheme_for(m.vision, root)
+    tiles = list(fidelity.pixel_values(images, m.vision, root))
+    for image, px in zip(images, tiles):
+        np.testing.assert_array_equal(px, scheme.plan(image, PROBE_BUDGET).pixel_values)
+    counts = [len(px) for px in tiles]
+    assert sum(counts) > len(images) and max(counts) <= PROBE_BUDGET.max_tiles
+    q = quantize_bundle(bundle, tmp_path / recipe, recipe, QuantizeOptions(threads=THREADS, generated_images=3))
+    vision = q.provenance["fidelity"]["vision"]
+    assert vision["images"] == 3 and vision["tiles"] == sum(counts)
+    assert vision["budget"] == {"max_tiles": PROBE_BUDGET.max_tiles, "max_image_tokens": None,
+                                "max_upscale": None}
+    assert vision.get("calibration_tiles") == (sum(counts) if recipe == "npu-int8" else None)
+    assert 0.9 < vision["cosine_mean"] <= 1.0 and vision["image_cosine_min"] > 0.9

@@ -15,7 +15,7 @@ from edge.export.registry import speech_families
 from edge.runtime.speech.audio_io import load_audio
 from edge.runtime.speech.mel import log_mel
 from edge.runtime.speech.transcribe import Transcriber
-from edge.options import TranscribeOptions
+from edge.options import OnnxOptions, TranscribeOptions
 from edge.runtime.speech.decode_rules import split_window
 
 N_TOKENS = 30
@@ -30,7 +30,7 @@ def hf_model(tiny_whisper_dir):
 
 @pytest.fixture(scope="module")
 def transcriber(tiny_whisper_bundle):
-    return Transcriber(tiny_whisper_bundle, threads=2)
+    return Transcriber(tiny_whisper_bundle, OnnxOptions(threads=2))
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +126,7 @@ def multilingual(tmp_path_factory):
 
     src = tiny.tiny_whisper_multilingual(tmp_path_factory.mktemp("tiny_whisper_ml"))
     bundle = export_bundle(src, tmp_path_factory.mktemp("bundles") / "whisper-ml-f32")
-    return WhisperForConditionalGeneration.from_pretrained(src).eval(), Transcriber(bundle, threads=2)
+    return WhisperForConditionalGeneration.from_pretrained(src).eval(), Transcriber(bundle, OnnxOptions(threads=2))
 
 
 @pytest.mark.parametrize("language,task", [("de", "translate"), ("fr", "transcribe"), (None, "transcribe")])

@@ -16,9 +16,11 @@ import torch
 
 from edge.export.builders.tiny import whisper_tiny_en_dir
 from conftest import THREADS, export_bundle, run_cli
+from edge.options import OnnxOptions
 from edge.export.speech.ctranslate2 import convert, read_model_bin, whisper_state_dict
 from edge.runtime.speech.audio_io import load_audio
-from edge.runtime.speech.live import ManualClock, Utterance, WavSource, stream_events
+from edge.runtime.speech.capture import ManualClock, WavSource
+from edge.runtime.speech.live import Utterance, stream_events
 from edge.options import StreamOptions
 from edge.runtime.speech.transcribe import Transcriber
 from edge.options import TranscribeOptions
@@ -69,7 +71,7 @@ def bundle(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def transcriber(bundle):
-    return Transcriber(bundle, threads=int(THREADS))
+    return Transcriber(bundle, OnnxOptions(threads=int(THREADS)))
 
 
 _HF_TEXTS: dict = {}

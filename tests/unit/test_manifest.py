@@ -11,6 +11,9 @@ from edge.bundle import load_manifest, write_bundle
 from edge.errors import BundleError
 from edge.manifest import (SCHEMA_VERSION, ImagePreprocess, LLMSpec, Manifest, PromptLayout, TensorSpec,
                            VisionSpec)
+from edge.preprocess import AnyresSlicing, Idefics3Slicing
+
+from conftest import manifest_as_v1
 
 
 def _manifest() -> Manifest:
@@ -54,7 +57,22 @@ def test_write_then_load_and_verify(tmp_path):
 @pytest.mark.parametrize(
     "edit, message",
     [
-        (lambda m: m.update(schema_version=2), "schema_version"),
+        (lambda m: m.update(schema_version=SCHEMA_VERSION + 1), "schema_version"),
+        (lambda m: m.update(schema_version="2"), "schema_version"),
+        (lambda m: m["vision"]["preprocess"].update(scheme="tiles"),
+         r"manifest.vision.preprocess.scheme must be one of \['clip', 'idefics3', 'anyres', 'uhd'\], got 'tiles'"),
+        (lambda m: m["vision"]["preprocess"].pop("scheme"), "manifest.vision.preprocess.scheme is missing"),
+        (lambda m: m["vision"].update(preprocess=[]), "manifest.vision.preprocess must be an object"),
+        (lambda m: m["vision"]["preprocess"].update(crop_width="336"), "preprocess.crop_width must be int"),
+        (lambda m: m["vision"]["preprocess"].update(mean=[0.5, "x", 0.5]), r"preprocess.mean\[1\] must be float"),
+        (lambda m: m["vision"].update(preprocess={"scheme": "idefics3", "tile_size": 0}),
+         r"^manifest.json: manifest.vision.preprocess.tile_size must be an integer >= 1, got 0$"),
+        (lambda m: m["vision"].update(preprocess={"scheme": "anyres", "grid_pinpoints": [[336, 600]]}),
+         r"^manifest.json: manifest.vision.preprocess: grid pinpoint \[336, 600\] is not a multiple of crop_size 336$"),
+        (lambda m: m["vision"].update(preprocess={"scheme": "uhd", "resample": "cubic"}),
+         "manifest.vision.preprocess.resample must be one of nearest, bilinear"),
+        (lambda m: m["vision"].update(preprocess={"scheme": "idefics3", "do_pad": "yes"}),
+         "manifest.vision.preprocess.do_pad must be bool"),
         (lambda m: m.pop("files"), "manifest.files is missing"),
         (lambda m: m["llm"].update(n_embd="64"), "manifest.llm.n_embd must be int"),
         (lambda m: m["vision"].update(tokens_per_image=True), "tokens_per_image must be int"),
@@ -108,3 +126,29 @@ def test_existing_output_needs_overwrite(tmp_path):
     (tmp_path / "plain").mkdir()
     with pytest.raises(BundleError, match="not a bundle"):
         write_bundle(tmp_path / "plain", _populate, overwrite=True)
+
+
+@pytest.mark.parametrize("slicing", [None, Idefics3Slicing(tile_size=336, tokens_per_tile=576), AnyresSlicing()],
+                         ids=["clip", "idefics3", "anyres"])
+def test_schema_1_manifests_load_upgraded_in_memory(tmp_path, slicing):
+    def populate(tmp: Path) -> Manifest:
+        m = _populate(tmp)
+        if slicing is None:
+            return m
+        return dataclasses.replace(m, vision=dataclasses.replace(m.vision, preprocess=slicing))
+
+    written = write_bundle(tmp_path / "b", populate)
+    path = tmp_path / "b" / "manifest.json"
+    path.write_text(json.dumps(manifest_as_v1(json.loads(path.read_text()))))
+    _, loaded = load_manifest(tmp_path / "b", verify=True)
+    assert loaded == written and loaded.schema_version == SCHEMA_VERSION
+
+
+def test_schema_1_sliced_bundle_without_its_slicing_is_refused(tmp_path):
+    write_bundle(tmp_path / "b", _populate)
+    path = tmp_path / "b" / "manifest.json"
+    data = manifest_as_v1(json.loads(path.read_text()))
+    data["vision"]["preprocess"]["scheme"] = "idefics3"
+    path.write_text(json.dumps(data))
+    with pytest.raises(BundleError, match="schema_version 1.*vision.slicing is missing.*re-export"):
+        load_manifest(tmp_path / "b")

@@ -14,7 +14,7 @@ from edge.manifest import ImagePreprocess, TensorSpec, VisionSpec
 from edge.quantize import fidelity, onnx_quant
 from edge.quantize.probes import probe_images
 from edge.quantize.recipes import RECIPES, Recipe, get_recipe
-from edge.runtime.onnx_backend import SessionOptions
+from edge.options import OnnxOptions
 from edge.runtime.vision.encoder import VisionEncoder
 
 
@@ -146,7 +146,7 @@ def test_vision_encoder_runs_a_fixed_batch_graph_one_image_at_a_time(tmp_path):
     spec = VisionSpec(file="v.onnx", dtype="qdq-int8", input=TensorSpec("pixel_values", "float32", [1, 3, 2, 2]),
                       output=TensorSpec("image_embeds", "float32", [1, 3, 4]), tokens_per_image=3, embed_dim=4,
                       preprocess=pp)
-    enc = VisionEncoder(tmp_path, spec, SessionOptions(threads=1))
+    enc = VisionEncoder(tmp_path, spec, OnnxOptions(threads=1))
     x = np.random.default_rng(4).standard_normal((3, 3, 2, 2)).astype(np.float32)
     out = enc(x)
     assert out.shape == (3, 3, 4)

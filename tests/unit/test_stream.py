@@ -9,7 +9,8 @@ import soundfile as sf
 
 from edge.errors import InputError
 from edge.runtime.speech.audio_io import load_audio
-from edge.runtime.speech.live import Dropped, ManualClock, RingBuffer, Segmenter, SystemClock, Utterance, WavSource, stream_events
+from edge.runtime.speech.capture import ManualClock, RingBuffer, SystemClock, WavSource
+from edge.runtime.speech.live import Dropped, Segmenter, Utterance, stream_events
 from edge.options import StreamOptions
 
 RATE = 16000
