@@ -10,6 +10,7 @@ Without ``--verbose`` WARNING and above are shown; with it INFO too (where each 
 and llama.cpp's log is echoed; ``EDGE_DEBUG=1`` also shows DEBUG (onnxruntime's verbose
 chatter) besides the traceback of an internal error.
 """
+
 from __future__ import annotations
 
 import logging

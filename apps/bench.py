@@ -3,6 +3,7 @@
 The harness is ``edge.benchmarks`` (the ``benchmarks/`` folder). This module only turns the command line and the
 environment into :class:`BenchOptions` and prints the results.
 """
+
 from __future__ import annotations
 
 import json
@@ -12,25 +13,48 @@ from typing import List, Optional
 
 import typer
 
-from edge.errors import InputError
 from edge.apps.terminal_progress import TerminalProgress
+from edge.errors import InputError
 
 LLAMA_CPP_ENV = "EDGE_LLAMA_CPP_SRC"
 
 
 def bench(
     bundle: Path = typer.Argument(..., help="The bundle to measure."),
-    image: List[Path] = typer.Option([], "--image", "-i", help="An image to measure with; repeat for several (default: generated 512x512, 1024x768, 2048x1536 photos)."),
-    audio: Optional[Path] = typer.Option(None, "--audio", help="A speech recording for B5 (bundles with a Whisper component)."),
+    image: List[Path] = typer.Option(
+        [],
+        "--image",
+        "-i",
+        help="An image to measure with; repeat for several (default: generated 512x512, 1024x768, 2048x1536 photos).",
+    ),
+    audio: Optional[Path] = typer.Option(
+        None, "--audio", help="A speech recording for B5 (bundles with a Whisper component)."
+    ),
     quick: bool = typer.Option(False, "--quick", help="One image, fewer repeats: under 10 minutes on 2 cores."),
     as_json: bool = typer.Option(False, "--json", help="Print every figure as one JSON object."),
-    source: Optional[Path] = typer.Option(None, "--source", help="The HF checkpoint the bundle was exported from (the transformers peer, and llama.cpp's conversion)."),
-    llama_cpp: Optional[Path] = typer.Option(None, "--llama-cpp", help=f"A llama.cpp source tree (an unpacked llama-cpp-python sdist) whose converters make the llama.cpp peer's GGUFs (default: ${LLAMA_CPP_ENV})."),
-    peers: str = typer.Option("transformers,llama.cpp,faster-whisper", "--peers", help="Comma-separated peers to measure, or 'none'."),
+    source: Optional[Path] = typer.Option(
+        None,
+        "--source",
+        help="The HF checkpoint the bundle was exported from (the transformers peer, and llama.cpp's conversion).",
+    ),
+    llama_cpp: Optional[Path] = typer.Option(
+        None,
+        "--llama-cpp",
+        help=f"A llama.cpp source tree (an unpacked llama-cpp-python sdist) whose converters make the llama.cpp peer's GGUFs (default: ${LLAMA_CPP_ENV}).",
+    ),
+    peers: str = typer.Option(
+        "transformers,llama.cpp,faster-whisper", "--peers", help="Comma-separated peers to measure, or 'none'."
+    ),
     repeats: int = typer.Option(0, "--repeats", help="Measured rounds per figure (0 = 2 with --quick, else 3)."),
-    budget: Optional[int] = typer.Option(None, "--budget", help="Token budget of the B1 budget row (default: a third of the image's tokens)."),
-    report: Optional[Path] = typer.Option(None, "--report", help="Also write a Markdown report here, with a PNG chart and the JSON next to it."),
-    work: Optional[Path] = typer.Option(None, "--work", help="Folder for generated images, converted peer files and logs (default: the edge cache)."),
+    budget: Optional[int] = typer.Option(
+        None, "--budget", help="Token budget of the B1 budget row (default: a third of the image's tokens)."
+    ),
+    report: Optional[Path] = typer.Option(
+        None, "--report", help="Also write a Markdown report here, with a PNG chart and the JSON next to it."
+    ),
+    work: Optional[Path] = typer.Option(
+        None, "--work", help="Folder for generated images, converted peer files and logs (default: the edge cache)."
+    ),
     threads: int = typer.Option(0, "--threads", "-t", help="Threads for every side (0 = all cores)."),
 ) -> None:
     """Measure a bundle next to transformers eager (fp32) and llama.cpp (libmtmd) on the same inputs
@@ -39,16 +63,24 @@ def bench(
     Example: edge bench smolvlm.bundle --source ./SmolVLM-256M-Instruct --llama-cpp ./llama.cpp --quick
     """
     from edge.apps.defaults import cache_dir
+    from edge.benchmarks import report as report_mod
+    from edge.benchmarks import runner
 
-    from edge.benchmarks import report as report_mod, runner
     names = tuple(p.strip() for p in peers.split(",") if p.strip() and p.strip() != "none")
     src = llama_cpp or (Path(os.environ[LLAMA_CPP_ENV]) if os.environ.get(LLAMA_CPP_ENV) else None)
     if source is not None and not (source / "config.json").is_file():
         raise InputError(f"--source {source} is not a Hugging Face checkpoint folder (no config.json)")
     options = runner.BenchOptions(
-        work=(work or cache_dir() / "bench").expanduser(), threads=threads or (os.cpu_count() or 1), quick=quick,
-        repeats=repeats, images=tuple(str(p) for p in image), budget_tokens=budget, peers=names,
-        source=source, llama_cpp_src=src, audio=audio,
+        work=(work or cache_dir() / "bench").expanduser(),
+        threads=threads or (os.cpu_count() or 1),
+        quick=quick,
+        repeats=repeats,
+        images=tuple(str(p) for p in image),
+        budget_tokens=budget,
+        peers=names,
+        source=source,
+        llama_cpp_src=src,
+        audio=audio,
     )
     results = runner.run(bundle, options, TerminalProgress(quiet=as_json))
     if report is not None:

@@ -1,4 +1,5 @@
 """The offline default model and where bundles are cached. Reads the environment."""
+
 from __future__ import annotations
 
 import importlib.util

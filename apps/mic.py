@@ -3,6 +3,7 @@
 ``sounddevice`` is imported only when a microphone is opened, so everything else works
 without it; a missing package or PortAudio library is one clear error.
 """
+
 from __future__ import annotations
 
 from typing import Optional

@@ -1,4 +1,5 @@
 """The terminal chat loop behind ``edge chat``."""
+
 from __future__ import annotations
 
 import sys
@@ -6,12 +7,14 @@ from typing import Optional
 
 from edge.errors import EdgeError
 from edge.events import FinishEvent
-from edge.runtime.vision.image_io import load_image
 from edge.options import GenerateOptions
 from edge.runtime.pipeline import Pipeline
+from edge.runtime.vision.image_io import load_image
 
-HELP = ("commands: /image PATH (attach to your next message), /audio PATH or /mic (speak your message; "
-        "needs a speech model: --audio-bundle), /reset, /quit")
+HELP = (
+    "commands: /image PATH (attach to your next message), /audio PATH or /mic (speak your message; "
+    "needs a speech model: --audio-bundle), /reset, /quit"
+)
 
 
 def repl(pipe: Pipeline, options: GenerateOptions, system: Optional[str] = None) -> None:
@@ -41,7 +44,7 @@ def repl(pipe: Pipeline, options: GenerateOptions, system: Optional[str] = None)
             print(HELP, file=sys.stderr)
             continue
         if line.startswith("/image"):
-            path = line[len("/image"):].strip()
+            path = line[len("/image") :].strip()
             try:
                 if pipe.vision is None:
                     raise EdgeError("this bundle has no vision encoder; it cannot take images")
@@ -52,7 +55,7 @@ def repl(pipe: Pipeline, options: GenerateOptions, system: Optional[str] = None)
                 print(f"error: {exc}", file=sys.stderr)
             continue
         if line == "/mic" or line == "/audio" or line.startswith("/audio "):
-            from edge.apps.speech_cmd import spoken_text
+            from edge.apps.speech_flow import spoken_text
 
             try:
                 line = spoken_text(pipe.speech, line)  # the transcript becomes the user's message
@@ -68,9 +71,12 @@ def repl(pipe: Pipeline, options: GenerateOptions, system: Optional[str] = None)
                 if isinstance(ev, FinishEvent):
                     t = ev.timings
                     print(flush=True)
-                    print(f"[{t.generated_tokens} tokens, prefill {t.prefill_ms:.0f} ms "
-                          f"({t.prompt_tokens - t.reused_tokens} new of {t.prompt_tokens}), "
-                          f"{t.decode_tokens_per_s:.1f} tok/s]", file=sys.stderr)
+                    print(
+                        f"[{t.generated_tokens} tokens, prefill {t.prefill_ms:.0f} ms "
+                        f"({t.prompt_tokens - t.reused_tokens} new of {t.prompt_tokens}), "
+                        f"{t.decode_tokens_per_s:.1f} tok/s]",
+                        file=sys.stderr,
+                    )
                 else:
                     sys.stdout.write(ev.text)
                     sys.stdout.flush()

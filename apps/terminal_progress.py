@@ -1,4 +1,5 @@
 """Progress on stderr: stage lines and tqdm bars (quiet when asked)."""
+
 from __future__ import annotations
 
 import sys

@@ -1,4 +1,5 @@
 """``python -m edge.benchmarks``: the standard benchmark suite (see :mod:`benchmarks.suite`)."""
+
 import sys
 
 from .suite import main

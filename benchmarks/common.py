@@ -1,4 +1,5 @@
 """Small shared pieces of the harness: figures, medians, memory, not-available results."""
+
 from __future__ import annotations
 
 import statistics

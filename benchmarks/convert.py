@@ -16,6 +16,7 @@ copied into this project. What each architecture needs, following llama.cpp's do
   ``CLIPVisionModel`` folder and the projector weights as ``llava.projector`` (what
   ``llava_surgery_v2.py`` extracts; it does not recognise transformers 4.57's key names).
 """
+
 from __future__ import annotations
 
 import json
@@ -64,7 +65,9 @@ def prepare(hf_dir: Path, out: Path, llama_src: Path, llm_dtype: str, progress=N
     config = json.loads((hf_dir / "config.json").read_text())
     arch = (config.get("architectures") or ["?"])[0]
     if arch not in _MMPROJ:
-        raise InputError(f"no llama.cpp conversion route for {arch} in the benchmark harness (known: {', '.join(_MMPROJ)})")
+        raise InputError(
+            f"no llama.cpp conversion route for {arch} in the benchmark harness (known: {', '.join(_MMPROJ)})"
+        )
     out.mkdir(parents=True, exist_ok=True)
     mmproj = out / "mmproj-f16.gguf"
     if not mmproj.is_file():
@@ -124,8 +127,11 @@ def _convert_text(hf_dir: Path, dst: Path, tree: Path, outtype: str, work: Path)
 
 
 def _mmproj_hf(hf_dir: Path, dst: Path, tree: Path) -> None:
-    _run(["convert_hf_to_gguf.py", hf_dir, "--mmproj", "--outtype", "f16", "--outfile", dst], tree,
-         "convert_hf_to_gguf.py --mmproj")
+    _run(
+        ["convert_hf_to_gguf.py", hf_dir, "--mmproj", "--outtype", "f16", "--outfile", dst],
+        tree,
+        "convert_hf_to_gguf.py --mmproj",
+    )
 
 
 def _mmproj_llava_legacy(hf_dir: Path, dst: Path, tree: Path) -> None:
@@ -145,9 +151,26 @@ def _mmproj_llava_legacy(hf_dir: Path, dst: Path, tree: Path) -> None:
     mean = json.loads((hf_dir / "preprocessor_config.json").read_text()).get("image_mean")
     std = json.loads((hf_dir / "preprocessor_config.json").read_text()).get("image_std")
     del model
-    _run(["tools/mtmd/legacy-models/convert_image_encoder_to_gguf.py", "-m", vit, "--llava-projector",
-          vit / "llava.projector", "--output-dir", vit, "--clip-model-is-vision", "--projector-type", "mlp",
-          "--image-mean", *mean, "--image-std", *std], tree, "convert_image_encoder_to_gguf.py")
+    _run(
+        [
+            "tools/mtmd/legacy-models/convert_image_encoder_to_gguf.py",
+            "-m",
+            vit,
+            "--llava-projector",
+            vit / "llava.projector",
+            "--output-dir",
+            vit,
+            "--clip-model-is-vision",
+            "--projector-type",
+            "mlp",
+            "--image-mean",
+            *mean,
+            "--image-std",
+            *std,
+        ],
+        tree,
+        "convert_image_encoder_to_gguf.py",
+    )
     (vit / "mmproj-model-f16.gguf").rename(dst)
     shutil.rmtree(vit, ignore_errors=True)
 

@@ -1,4 +1,5 @@
 """The benchmark's inputs and the record of its conditions: standard images, date, CPU, load."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -44,8 +45,18 @@ def conditions(o) -> dict:
                 break
     except OSError:
         pass
-    return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), "cpu": cpu,
-            "cores": os.cpu_count(), "threads": o.threads, "quick": o.quick, "rounds": o.rounds,
-            "cold_rounds": o.cold_rounds, "load_before": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-            "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(o).items()
-                        if k in ("n_prompt", "n_gen", "prompt", "budget_tokens", "peers")}}
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "threads": o.threads,
+        "quick": o.quick,
+        "rounds": o.rounds,
+        "cold_rounds": o.cold_rounds,
+        "load_before": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+        "options": {
+            k: (str(v) if isinstance(v, Path) else v)
+            for k, v in dataclasses.asdict(o).items()
+            if k in ("n_prompt", "n_gen", "prompt", "budget_tokens", "peers")
+        },
+    }

@@ -4,6 +4,7 @@ Every operation mirrors what a user of ``edge.load`` gets: the bundle's own slic
 scheme, the vision graph, the pipeline's generation loop (``steps`` with the
 pipeline's sampler and text decoder). Operations return plain dicts of figures.
 """
+
 from __future__ import annotations
 
 import time
@@ -34,8 +35,12 @@ class Ours:
     def info(self) -> dict:
         """What was loaded (reported with the figures)."""
         m = self.manifest
-        return {"llm_dtype": m.llm.dtype if m.llm else None, "vision_dtype": m.vision.dtype if m.vision else None,
-                "n_ctx": self.pipe.llm.n_ctx, "n_vocab": self.pipe.llm.n_vocab}
+        return {
+            "llm_dtype": m.llm.dtype if m.llm else None,
+            "vision_dtype": m.vision.dtype if m.vision else None,
+            "n_ctx": self.pipe.llm.n_ctx,
+            "n_vocab": self.pipe.llm.n_vocab,
+        }
 
     def encode(self, image: str, max_image_tokens: Optional[int] = None, longest_edge: Optional[int] = None) -> dict:
         """B1: slice + preprocess a decoded image, then run the vision graph on all its tiles."""
@@ -53,8 +58,13 @@ class Ours:
         embeds = self.pipe.vision(plan.pixel_values)
         t2 = time.perf_counter()
         _, blocks = self.pipe.scheme.layout(embeds, plan)
-        return {"preprocess_ms": (t1 - t0) * 1e3, "encode_ms": (t2 - t1) * 1e3, "tiles": int(plan.pixel_values.shape[0]),
-                "image_tokens": int(sum(b.shape[0] for b in blocks)), "longest_edge": plan.info.get("longest_edge")}
+        return {
+            "preprocess_ms": (t1 - t0) * 1e3,
+            "encode_ms": (t2 - t1) * 1e3,
+            "tiles": int(plan.pixel_values.shape[0]),
+            "image_tokens": int(sum(b.shape[0] for b in blocks)),
+            "longest_edge": plan.info.get("longest_edge"),
+        }
 
     def ttft(self, image: str, prompt: str) -> dict:
         """B2: one image file and a short prompt through the chat template to the first token,
@@ -66,15 +76,21 @@ class Ours:
         result = self.pipe.generate(prompt, [image], GenerateOptions(max_tokens=1))
         wall = (time.perf_counter() - t0) * 1e3
         t = result.timings
-        return {"ttft_ms": wall, "preprocess_ms": t.preprocess_ms, "encode_ms": t.image_encode_ms,
-                "prefill_ms": t.prefill_ms, "prompt_tokens": t.prompt_tokens, "tiles": t.tiles}
+        return {
+            "ttft_ms": wall,
+            "preprocess_ms": t.preprocess_ms,
+            "encode_ms": t.image_encode_ms,
+            "prefill_ms": t.prefill_ms,
+            "prompt_tokens": t.prompt_tokens,
+            "tiles": t.tiles,
+        }
 
     def llm(self, ids: list[int], depth: int, n_gen: int) -> dict:
         """B3: ``ids[:depth]`` fill the cache (untimed), ``ids[depth:]`` are prefilled (timed),
         then ``n_gen`` tokens are decoded greedily with end-of-sequence ignored."""
+        from edge.options import SamplingOptions
         from edge.runtime.text.generate import TextDecoder, steps
         from edge.runtime.text.sampling import Sampler
-        from edge.options import SamplingOptions
 
         llm = self.pipe.llm
         self.pipe.reset()
@@ -116,8 +132,13 @@ class OursSpeech:
         t0 = time.perf_counter()
         out = self.tr.transcribe(audio)
         wall = time.perf_counter() - t0
-        return {"wall_ms": wall * 1e3, "audio_s": out.duration, "rtf": wall / max(out.duration, 1e-9),
-                "chars": len(out.text), "text": out.text[:160]}
+        return {
+            "wall_ms": wall * 1e3,
+            "audio_s": out.duration,
+            "rtf": wall / max(out.duration, 1e-9),
+            "chars": len(out.text),
+            "text": out.text[:160],
+        }
 
     def close(self) -> None:
         self.tr = None

@@ -12,6 +12,7 @@ Weights are loaded without ggml's "extra buffer types" on CPUs whose llama.cpp b
 reports AMX, exactly as edge does (its AMX kernels segfault on quantized weights on our
 machines; see docs/design.md), so both sides run the same matmul kernels.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -37,8 +38,14 @@ class LlamaCppPeer:
 
     name = "llama.cpp"
 
-    def __init__(self, threads: int, n_ctx: int, text: Optional[str] = None, mmproj: Optional[str] = None,
-                 same_gguf: Optional[str] = None) -> None:
+    def __init__(
+        self,
+        threads: int,
+        n_ctx: int,
+        text: Optional[str] = None,
+        mmproj: Optional[str] = None,
+        same_gguf: Optional[str] = None,
+    ) -> None:
         lc.llama_log_set(_quiet, ctypes.c_void_p(0))
         mt.mtmd_log_set(_quiet, ctypes.c_void_p(0))
         mt.mtmd_helper_log_set(_quiet, ctypes.c_void_p(0))
@@ -62,8 +69,11 @@ class LlamaCppPeer:
         self.sampler = lc.llama_sampler_init_greedy()
 
     def info(self) -> dict:
-        return {"llama_cpp_python": lc.__version__, "system_info": lc.llama_print_system_info().decode().strip(),
-                "extra_buffer_types": self._extra_bufts()}
+        return {
+            "llama_cpp_python": lc.__version__,
+            "system_info": lc.llama_print_system_info().decode().strip(),
+            "extra_buffer_types": self._extra_bufts(),
+        }
 
     @staticmethod
     def _extra_bufts() -> bool:
@@ -100,7 +110,9 @@ class LlamaCppPeer:
 
     def _need_mm(self) -> None:
         if self.mm is None:
-            raise NotAvailable("no mmproj/text GGUF from llama.cpp's converters (pass the HF source and the llama.cpp tree)")
+            raise NotAvailable(
+                "no mmproj/text GGUF from llama.cpp's converters (pass the HF source and the llama.cpp tree)"
+            )
 
     def _bitmap_rgb(self, image: str):
         from PIL import Image
@@ -130,7 +142,12 @@ class LlamaCppPeer:
             mt.mtmd_input_chunks_free(chunks)
         finally:
             mt.mtmd_bitmap_free(bmp)
-        return {"preprocess_ms": (t1 - t0) * 1e3, "encode_ms": (t2 - t1) * 1e3, "tiles": None, "image_tokens": int(n_tokens)}
+        return {
+            "preprocess_ms": (t1 - t0) * 1e3,
+            "encode_ms": (t2 - t1) * 1e3,
+            "tiles": None,
+            "image_tokens": int(n_tokens),
+        }
 
     def ttft(self, image: str, prompt: str) -> dict:
         """B2: file -> bitmap -> chunks -> encode + decode each chunk -> greedy first token."""
@@ -152,11 +169,22 @@ class LlamaCppPeer:
                 if mt.mtmd_encode_chunk(self.mm, chunk) != 0:
                     raise RuntimeError("mtmd_encode_chunk failed")
                 encode_s += time.perf_counter() - ta
-                rc = mt.mtmd_helper_decode_image_chunk(self.mm, self.ctx, chunk, mt.mtmd_get_output_embd(self.mm),
-                                                       n_past, 0, self.n_batch, ctypes.byref(new_past), _NO_CALLBACK, None)
+                rc = mt.mtmd_helper_decode_image_chunk(
+                    self.mm,
+                    self.ctx,
+                    chunk,
+                    mt.mtmd_get_output_embd(self.mm),
+                    n_past,
+                    0,
+                    self.n_batch,
+                    ctypes.byref(new_past),
+                    _NO_CALLBACK,
+                    None,
+                )
             else:
-                rc = mt.mtmd_helper_eval_chunk_single(self.mm, self.ctx, chunk, n_past, 0, self.n_batch, i == n - 1,
-                                                      ctypes.byref(new_past))
+                rc = mt.mtmd_helper_eval_chunk_single(
+                    self.mm, self.ctx, chunk, n_past, 0, self.n_batch, i == n - 1, ctypes.byref(new_past)
+                )
             if rc != 0:
                 raise RuntimeError(f"llama.cpp failed to evaluate chunk {i} ({rc})")
             n_past = new_past.value
@@ -164,12 +192,18 @@ class LlamaCppPeer:
         t3 = time.perf_counter()
         mt.mtmd_input_chunks_free(chunks)
         mt.mtmd_bitmap_free(bmp)
-        return {"ttft_ms": (t3 - t0) * 1e3, "preprocess_ms": (t1 - t0) * 1e3, "encode_ms": encode_s * 1e3,
-                "prefill_ms": (t3 - t1 - encode_s) * 1e3, "prompt_tokens": int(n_past), "tiles": None}
+        return {
+            "ttft_ms": (t3 - t0) * 1e3,
+            "preprocess_ms": (t1 - t0) * 1e3,
+            "encode_ms": encode_s * 1e3,
+            "prefill_ms": (t3 - t1 - encode_s) * 1e3,
+            "prompt_tokens": int(n_past),
+            "tiles": None,
+        }
 
     def _decode(self, ctx, tokens: list[int]) -> None:
         for start in range(0, len(tokens), self.n_batch):
-            part = tokens[start:start + self.n_batch]
+            part = tokens[start : start + self.n_batch]
             arr = (lc.llama_token * len(part))(*part)
             rc = lc.llama_decode(ctx, lc.llama_batch_get_one(arr, len(part)))
             if rc != 0:

@@ -5,6 +5,7 @@ its documentation shows a Python user: ``AutoProcessor`` + ``AutoModelForImageTe
 in fp32 with the default attention implementation and ``generate`` for decoding;
 ``faster_whisper.WhisperModel(..., compute_type="int8")``.
 """
+
 from __future__ import annotations
 
 import time
@@ -34,9 +35,13 @@ class TransformersPeer:
     def info(self) -> dict:
         import transformers
 
-        return {"transformers": transformers.__version__, "torch": self.torch.__version__, "dtype": "float32",
-                "attn_implementation": self.model.config._attn_implementation,
-                "threads": self.torch.get_num_threads()}
+        return {
+            "transformers": transformers.__version__,
+            "torch": self.torch.__version__,
+            "dtype": "float32",
+            "attn_implementation": self.model.config._attn_implementation,
+            "threads": self.torch.get_num_threads(),
+        }
 
     def _inputs(self, image, prompt: str, longest_edge: Optional[int] = None):
         from PIL import Image
@@ -74,7 +79,12 @@ class TransformersPeer:
         n_tokens = int(feats.reshape(-1, feats.shape[-1]).shape[0])
         pv = inputs["pixel_values"]
         tiles = int(pv.shape[0] * pv.shape[1]) if pv.ndim == 5 else int(pv.shape[0])
-        return {"preprocess_ms": (t1 - t0) * 1e3, "encode_ms": (t2 - t1) * 1e3, "tiles": tiles, "image_tokens": n_tokens}
+        return {
+            "preprocess_ms": (t1 - t0) * 1e3,
+            "encode_ms": (t2 - t1) * 1e3,
+            "tiles": tiles,
+            "image_tokens": n_tokens,
+        }
 
     def ttft(self, image: str, prompt: str) -> dict:
         """B2: open the file, processor, image features, then the forward pass over the whole
@@ -91,12 +101,19 @@ class TransformersPeer:
             embeds = self.model.get_input_embeddings()(ids)
             mask = ids == self.image_token_id
             embeds[mask] = feats.reshape(-1, embeds.shape[-1]).to(embeds.dtype)
-            out = self.model(inputs_embeds=embeds, attention_mask=inputs.get("attention_mask"), use_cache=True,
-                             logits_to_keep=1)
+            out = self.model(
+                inputs_embeds=embeds, attention_mask=inputs.get("attention_mask"), use_cache=True, logits_to_keep=1
+            )
             int(out.logits[0, -1].argmax())
         t3 = time.perf_counter()
-        return {"ttft_ms": (t3 - t0) * 1e3, "preprocess_ms": (t1 - t0) * 1e3, "encode_ms": (t2 - t1) * 1e3,
-                "prefill_ms": (t3 - t2) * 1e3, "prompt_tokens": int(ids.shape[1]), "tiles": None}
+        return {
+            "ttft_ms": (t3 - t0) * 1e3,
+            "preprocess_ms": (t1 - t0) * 1e3,
+            "encode_ms": (t2 - t1) * 1e3,
+            "prefill_ms": (t3 - t2) * 1e3,
+            "prompt_tokens": int(ids.shape[1]),
+            "tiles": None,
+        }
 
     def llm(self, ids: list[int], depth: int, n_gen: int) -> dict:
         """B3: the depth fills a KV cache (untimed), the rest is one timed forward pass, then
@@ -116,9 +133,16 @@ class TransformersPeer:
             t1 = time.perf_counter()
             stamps = _Stamps()
             # the cache holds all but the last prompt token: generate evaluates it, then decodes
-            model.generate(input_ids=all_ids, attention_mask=torch.ones_like(all_ids), past_key_values=cache,
-                           max_new_tokens=n_gen, min_new_tokens=n_gen, do_sample=False, streamer=stamps,
-                           pad_token_id=0)
+            model.generate(
+                input_ids=all_ids,
+                attention_mask=torch.ones_like(all_ids),
+                past_key_values=cache,
+                max_new_tokens=n_gen,
+                min_new_tokens=n_gen,
+                do_sample=False,
+                streamer=stamps,
+                pad_token_id=0,
+            )
         n_prompt = len(ids) - depth - 1
         return llm_figures(n_prompt, t1 - t0, stamps.times)
 
@@ -164,12 +188,18 @@ class FasterWhisperPeer:
         """Transcribe a 16 kHz wav as edge does: greedy (beam 1, temperature 0 without fallback), with
         timestamps, no VAD, no conditioning on previous text; real-time factor = wall / audio seconds."""
         t0 = time.perf_counter()
-        segments, info = self.model.transcribe(audio, beam_size=1, temperature=0.0, vad_filter=False,
-                                               condition_on_previous_text=False)
+        segments, info = self.model.transcribe(
+            audio, beam_size=1, temperature=0.0, vad_filter=False, condition_on_previous_text=False
+        )
         text = "".join(s.text for s in segments).strip()  # the generator does the work
         wall = time.perf_counter() - t0
-        return {"wall_ms": wall * 1e3, "audio_s": info.duration, "rtf": wall / max(info.duration, 1e-9),
-                "chars": len(text), "text": text[:160]}
+        return {
+            "wall_ms": wall * 1e3,
+            "audio_s": info.duration,
+            "rtf": wall / max(info.duration, 1e-9),
+            "chars": len(text),
+            "text": text[:160],
+        }
 
     def close(self) -> None:
         self.model = None

@@ -1,5 +1,6 @@
 """Worker processes and the alternating schedule: warm-ups, then rounds of
 (ours, peer, peer, ours, peer, peer, ...) on identical requests, medians at the end."""
+
 from __future__ import annotations
 
 import json
@@ -46,8 +47,9 @@ class Worker:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         err = open(self.log, "ab")
         t0 = time.perf_counter()
-        self.proc = subprocess.Popen(worker_command(self.cfg), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=err, text=True, bufsize=1)
+        self.proc = subprocess.Popen(
+            worker_command(self.cfg), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True, bufsize=1
+        )
         err.close()
         reply = self._read(timeout)
         if not reply.get("ok"):
@@ -106,8 +108,15 @@ def _tail(path: Path) -> str:
     return lines[-1][:300] if lines else "no output"
 
 
-def alternate(workers: list[Worker], op: str, args: dict, repeats: int, warmup: int = 0,
-              per_side: Optional[dict] = None, advance: Optional[Callable[[int], None]] = None) -> dict:
+def alternate(
+    workers: list[Worker],
+    op: str,
+    args: dict,
+    repeats: int,
+    warmup: int = 0,
+    per_side: Optional[dict] = None,
+    advance: Optional[Callable[[int], None]] = None,
+) -> dict:
     """Run ``op`` on every worker in turn, ``warmup`` discarded rounds then ``repeats`` rounds.
 
     ``per_side`` overrides arguments for one side (``{"transformers": {"longest_edge": 1024}}``);

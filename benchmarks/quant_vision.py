@@ -14,6 +14,7 @@ SigLIP), and timed one image per run, f32 and quantized runs interleaved, median
 
 Usage: python -m edge.benchmarks.quant_vision [--runs 7] [--threads 2] [--methods int8,int4,qdq-int8,qdq-int8-a8] [--json]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,7 +28,6 @@ from pathlib import Path
 import numpy as np
 
 
-
 def build_siglip(path: Path) -> None:
     """Export a random SigLIP-512 vision tower (last hidden state) to ONNX."""
     import torch
@@ -35,8 +35,14 @@ def build_siglip(path: Path) -> None:
 
     from edge.export.vision_onnx import export_onnx
 
-    cfg = SiglipVisionConfig(image_size=512, patch_size=16, hidden_size=768, intermediate_size=3072,
-                             num_hidden_layers=12, num_attention_heads=12)
+    cfg = SiglipVisionConfig(
+        image_size=512,
+        patch_size=16,
+        hidden_size=768,
+        intermediate_size=3072,
+        num_hidden_layers=12,
+        num_attention_heads=12,
+    )
     torch.manual_seed(0)
     tower = SiglipVisionModel(cfg).eval()
 
@@ -56,8 +62,16 @@ def pixels(count: int) -> list[np.ndarray]:
     from edge.quantize.probes import probe_images
     from edge.runtime.vision.clip import clip_pixel_values
 
-    pp = ImagePreprocess(scheme="clip", image_size=512, shortest_edge=512, crop_height=512, crop_width=512,
-                         resample="bicubic", mean=[0.5] * 3, std=[0.5] * 3)
+    pp = ImagePreprocess(
+        scheme="clip",
+        image_size=512,
+        shortest_edge=512,
+        crop_height=512,
+        crop_width=512,
+        resample="bicubic",
+        mean=[0.5] * 3,
+        std=[0.5] * 3,
+    )
     return [clip_pixel_values([img], pp) for img in probe_images(count)]
 
 
@@ -66,13 +80,15 @@ def main(argv=None) -> int:
     ap.add_argument("--runs", type=int, default=7)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--images", type=int, default=8, help="probe images for the cosine figures")
-    ap.add_argument("--methods", default="int8,int4", help="comma list of int8, int4, qdq-int8 (16-bit activations), qdq-int8-a8")
+    ap.add_argument(
+        "--methods", default="int8,int4", help="comma list of int8, int4, qdq-int8 (16-bit activations), qdq-int8-a8"
+    )
     ap.add_argument("--work", type=Path, default=None, help="keep the graphs here (default: a temp dir)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
 
-    from edge.quantize import fidelity, onnx_quant
     from edge.options import OnnxOptions
+    from edge.quantize import fidelity, onnx_quant
     from edge.runtime.onnx_backend import open_session
 
     work = args.work or Path(tempfile.mkdtemp(prefix="quant_vision."))
@@ -114,23 +130,38 @@ def main(argv=None) -> int:
     results = {}
     for k in sessions:
         med = statistics.median(times[k])
-        entry = {"bytes": graphs[k].stat().st_size, "size_ratio": graphs[k].stat().st_size / f32.stat().st_size,
-                 "median_s": med, "speedup_vs_f32": base / med}
+        entry = {
+            "bytes": graphs[k].stat().st_size,
+            "size_ratio": graphs[k].stat().st_size / f32.stat().st_size,
+            "median_s": med,
+            "speedup_vs_f32": base / med,
+        }
         if k != "f32":
             entry.update(fidelity.embedding_figures(outputs["f32"], outputs[k]))
         results[k] = entry
-    info = {"tower": "SigLIP-512 (random weights), 12 layers, hidden 768, 1024 tokens/image",
-            "threads": args.threads, "runs": args.runs, "results": results}
+    info = {
+        "tower": "SigLIP-512 (random weights), 12 layers, hidden 768, 1024 tokens/image",
+        "threads": args.threads,
+        "runs": args.runs,
+        "results": results,
+    }
     if args.json:
         print(json.dumps(info, indent=2))
     else:
         print(f"{info['tower']}; {args.threads} threads, median of {args.runs} runs, one image per run")
-        print(f"{'graph':10s} {'MB':>8s} {'size':>6s} {'median s':>9s} {'speed':>6s} {'cos mean':>9s} {'cos min':>9s} {'img cos':>9s}")
+        print(
+            f"{'graph':10s} {'MB':>8s} {'size':>6s} {'median s':>9s} {'speed':>6s} {'cos mean':>9s} {'cos min':>9s} {'img cos':>9s}"
+        )
         for k, e in results.items():
-            cos = (f"{e['cosine_mean']:9.5f} {e['cosine_min']:9.5f} {e['image_cosine_min']:9.5f}"
-                   if "cosine_mean" in e else f"{'-':>9s} {'-':>9s} {'-':>9s}")
-            print(f"{k:10s} {e['bytes'] / 1e6:8.1f} {e['size_ratio']:5.2f}x {e['median_s']:9.3f} "
-                  f"{e['speedup_vs_f32']:5.2f}x {cos}")
+            cos = (
+                f"{e['cosine_mean']:9.5f} {e['cosine_min']:9.5f} {e['image_cosine_min']:9.5f}"
+                if "cosine_mean" in e
+                else f"{'-':>9s} {'-':>9s} {'-':>9s}"
+            )
+            print(
+                f"{k:10s} {e['bytes'] / 1e6:8.1f} {e['size_ratio']:5.2f}x {e['median_s']:9.3f} "
+                f"{e['speedup_vs_f32']:5.2f}x {cos}"
+            )
     return 0
 
 

@@ -1,4 +1,9 @@
-"""Ratios against the targets, a terminal summary, the Markdown report and its PNG chart."""
+"""Ratios against the targets, a terminal summary, the Markdown report and its PNG chart.
+
+Over 400 lines on purpose: one table renderer per benchmark (B1-B5, targets, roofline),
+kept in one module so the report's format is defined in one place.
+"""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -45,21 +50,57 @@ def _int8_vision(results: dict) -> bool:
 
 
 METRICS = (
-    Metric("ttft", "TTFT, one image, warm", "ms", lambda r, s: _get(r, "b2_warm", s, "ttft_ms"), True,
-           (("transformers", 0.5, None, ""), ("llama.cpp", 0.8, None, ""))),
-    Metric("ttft_cold", "TTFT, fresh process (spawn to first token)", "ms",
-           lambda r, s: _get(r, "b2_cold", s, "cold_ms"), True),
-    Metric("tile", "Vision encode per tile", "ms", lambda r, s: _b1_default(r, s, "tile_ms"), True,
-           (("llama.cpp", 0.6, _int8_vision, "the target is for int8 vision against llama.cpp's f16"),)),
-    Metric("image", "Vision encode per image (default slicing)", "ms", lambda r, s: _b1_default(r, s, "image_ms"), True),
+    Metric(
+        "ttft",
+        "TTFT, one image, warm",
+        "ms",
+        lambda r, s: _get(r, "b2_warm", s, "ttft_ms"),
+        True,
+        (("transformers", 0.5, None, ""), ("llama.cpp", 0.8, None, "")),
+    ),
+    Metric(
+        "ttft_cold",
+        "TTFT, fresh process (spawn to first token)",
+        "ms",
+        lambda r, s: _get(r, "b2_cold", s, "cold_ms"),
+        True,
+    ),
+    Metric(
+        "tile",
+        "Vision encode per tile",
+        "ms",
+        lambda r, s: _b1_default(r, s, "tile_ms"),
+        True,
+        (("llama.cpp", 0.6, _int8_vision, "the target is for int8 vision against llama.cpp's f16"),),
+    ),
+    Metric(
+        "image", "Vision encode per image (default slicing)", "ms", lambda r, s: _b1_default(r, s, "image_ms"), True
+    ),
     Metric("prefill0", "LLM prefill, depth 0", "tok/s", lambda r, s: _b3(r, s, 0, "prefill_tok_s"), False),
-    Metric("decode0", "LLM decode, depth 0", "tok/s", lambda r, s: _b3(r, s, 0, "decode_tok_s"), False,
-           (("transformers", 3.0, None, ""), ("llama.cpp", 0.95, None, ""))),
-    Metric("decode1", "LLM decode, depth of one image", "tok/s", lambda r, s: _b3(r, s, 1, "decode_tok_s"), False,
-           (("transformers", 3.0, None, ""), ("llama.cpp", 0.95, None, ""))),
-    Metric("rss", "Peak RSS, fresh process, one TTFT", "MiB",
-           lambda r, s: (_get(r, "b4", s, "peak_rss") or 0) / 2**20 or None, True,
-           (("llama.cpp", 1.1, None, ""),)),
+    Metric(
+        "decode0",
+        "LLM decode, depth 0",
+        "tok/s",
+        lambda r, s: _b3(r, s, 0, "decode_tok_s"),
+        False,
+        (("transformers", 3.0, None, ""), ("llama.cpp", 0.95, None, "")),
+    ),
+    Metric(
+        "decode1",
+        "LLM decode, depth of one image",
+        "tok/s",
+        lambda r, s: _b3(r, s, 1, "decode_tok_s"),
+        False,
+        (("transformers", 3.0, None, ""), ("llama.cpp", 0.95, None, "")),
+    ),
+    Metric(
+        "rss",
+        "Peak RSS, fresh process, one TTFT",
+        "MiB",
+        lambda r, s: (_get(r, "b4", s, "peak_rss") or 0) / 2**20 or None,
+        True,
+        (("llama.cpp", 1.1, None, ""),),
+    ),
     Metric("disk", "Bytes on disk", "MiB", lambda r, s: (_get(r, "b4", s, "disk_bytes") or 0) / 2**20 or None, True),
 )
 
@@ -89,10 +130,17 @@ def ratio_rows(results: dict) -> list[dict]:
         rows.append(row)
     fractions = [d.get("edge_fraction") for d in results.get("roofline", {}).get("depths", [])[:1]]
     if fractions and fractions[0] is not None:
-        rows.append({"key": "roofline", "metric": "Decode, fraction of the memory-bandwidth roofline (depth 0)",
-                     "unit": "", "edge": fractions[0], "lower_is_better": False,
-                     "llama.cpp": results["roofline"]["depths"][0].get("llama.cpp_fraction"),
-                     "targets": [{"target": ">= 0.40 of roofline", "met": fractions[0] >= 0.40}]})
+        rows.append(
+            {
+                "key": "roofline",
+                "metric": "Decode, fraction of the memory-bandwidth roofline (depth 0)",
+                "unit": "",
+                "edge": fractions[0],
+                "lower_is_better": False,
+                "llama.cpp": results["roofline"]["depths"][0].get("llama.cpp_fraction"),
+                "targets": [{"target": ">= 0.40 of roofline", "met": fractions[0] >= 0.40}],
+            }
+        )
     return rows
 
 
@@ -130,16 +178,22 @@ def targets_table(all_results: list[dict]) -> list[str]:
 def text_summary(results: dict) -> str:
     """The ratio table as plain text for the terminal."""
     if results.get("llm_dtype") is None:  # a speech-only bundle
-        return "\n".join([f"{results['model']} (audio {results.get('audio_dtype')})", *_b5_lines(results, markdown=False)])
-    lines = [f"{results['model']} ({results['family']}; LLM {results['llm_dtype']}, vision {results['vision_dtype']}, "
-             f"audio {results.get('audio_dtype')})"]
+        return "\n".join(
+            [f"{results['model']} (audio {results.get('audio_dtype')})", *_b5_lines(results, markdown=False)]
+        )
+    lines = [
+        f"{results['model']} ({results['family']}; LLM {results['llm_dtype']}, vision {results['vision_dtype']}, "
+        f"audio {results.get('audio_dtype')})"
+    ]
     head = f"{'metric':46} {'edge':>10} {'transformers':>13} {'ratio':>7} {'llama.cpp':>10} {'ratio':>7}"
     lines += [head, "-" * len(head)]
     for r in ratio_rows(results):
         label = f"{r['metric']} ({r['unit']})" if r["unit"] else r["metric"]
-        lines.append(f"{label[:46]:46} {_fmt(r['edge']):>10} {_fmt(r.get('transformers')):>13} "
-                     f"{_fmt(r.get('ratio_transformers')):>7} {_fmt(r.get('llama.cpp')):>10} "
-                     f"{_fmt(r.get('ratio_llama.cpp')):>7}")
+        lines.append(
+            f"{label[:46]:46} {_fmt(r['edge']):>10} {_fmt(r.get('transformers')):>13} "
+            f"{_fmt(r.get('ratio_transformers')):>7} {_fmt(r.get('llama.cpp')):>10} "
+            f"{_fmt(r.get('ratio_llama.cpp')):>7}"
+        )
         for t in r["targets"]:
             lines.append(f"{'':6}target {_verdict(t)}")
     lines += _b5_lines(results, markdown=False)
@@ -151,16 +205,21 @@ def text_summary(results: dict) -> str:
 def markdown_section(results: dict) -> str:
     """The Markdown section of one bundle's results: ratios, then every phase's figures."""
     if results.get("llm_dtype") is None:  # a speech-only bundle
-        return "\n".join([f"### {results['model']} — audio {results.get('audio_dtype')}", "",
-                          *_b5_lines(results, markdown=True), ""])
+        return "\n".join(
+            [f"### {results['model']} — audio {results.get('audio_dtype')}", "", *_b5_lines(results, markdown=True), ""]
+        )
     out = [f"### {results['model']} — LLM {results['llm_dtype']}, vision {results['vision_dtype']}", ""]
-    out += ["| metric | edge | transformers | edge / transformers | llama.cpp | edge / llama.cpp | targets |",
-            "|---|---:|---:|---:|---:|---:|---|"]
+    out += [
+        "| metric | edge | transformers | edge / transformers | llama.cpp | edge / llama.cpp | targets |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
     for r in ratio_rows(results):
         label = f"{r['metric']} ({r['unit']})" if r["unit"] else r["metric"]
         targets = "; ".join(_verdict(t) for t in r["targets"]) or ""
-        out.append(f"| {label} | {_fmt(r['edge'])} | {_fmt(r.get('transformers'))} | {_fmt(r.get('ratio_transformers'))} "
-                   f"| {_fmt(r.get('llama.cpp'))} | {_fmt(r.get('ratio_llama.cpp'))} | {targets} |")
+        out.append(
+            f"| {label} | {_fmt(r['edge'])} | {_fmt(r.get('transformers'))} | {_fmt(r.get('ratio_transformers'))} "
+            f"| {_fmt(r.get('llama.cpp'))} | {_fmt(r.get('ratio_llama.cpp'))} | {targets} |"
+        )
     out += ["", *_b1_table(results), *_b2_table(results), *_b3_table(results), *_b4_b5(results)]
     if results.get("borrowed"):
         out += [f"transformers figures: {results['borrowed']}", ""]
@@ -178,9 +237,12 @@ def _b1_table(results: dict) -> list[str]:
     rows = results.get("b1")
     if not rows:
         return []
-    out = ["B1 vision encode (median; preprocessing excludes decoding the file):", "",
-           "| image | budget (tokens) | side | tiles | image tokens | preprocess ms | encode ms / image | ms / tile | GFLOP/s |",
-           "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    out = [
+        "B1 vision encode (median; preprocessing excludes decoding the file):",
+        "",
+        "| image | budget (tokens) | side | tiles | image tokens | preprocess ms | encode ms / image | ms / tile | GFLOP/s |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for row in rows:
         if row.get("skipped"):
             out.append(f"| {row['image']} | {row.get('budget')} | — | no budget row: {row['skipped']} ||||||")
@@ -190,10 +252,14 @@ def _b1_table(results: dict) -> list[str]:
             if not isinstance(fig, dict):
                 continue
             if "image_ms" not in fig:
-                out.append(f"| {row['image']} | {row.get('budget') or 'default'} | {side} | {fig.get('not_available') or fig.get('error') or row.get('skipped', '')} ||||||")
+                out.append(
+                    f"| {row['image']} | {row.get('budget') or 'default'} | {side} | {fig.get('not_available') or fig.get('error') or row.get('skipped', '')} ||||||"
+                )
                 continue
-            out.append(f"| {row['image']} | {row.get('budget') or 'default'} | {side} | {_fmt(fig['tiles'])} | {_fmt(fig['image_tokens'])} "
-                       f"| {_fmt(fig['preprocess_ms'])} | {_fmt(fig['image_ms'])} | {_fmt(fig['tile_ms'])} | {_fmt(fig.get('gflops'))} |")
+            out.append(
+                f"| {row['image']} | {row.get('budget') or 'default'} | {side} | {_fmt(fig['tiles'])} | {_fmt(fig['image_tokens'])} "
+                f"| {_fmt(fig['preprocess_ms'])} | {_fmt(fig['image_ms'])} | {_fmt(fig['tile_ms'])} | {_fmt(fig.get('gflops'))} |"
+            )
     return out + [""]
 
 
@@ -201,16 +267,21 @@ def _b2_table(results: dict) -> list[str]:
     warm, cold = results.get("b2_warm"), results.get("b2_cold", {})
     if not warm:
         return []
-    out = [f"B2 time to first token, image {warm.get('image')} (median ms):", "",
-           "| side | warm TTFT | preprocess | encode | prefill | prompt positions | cold: spawn to loaded | cold: first TTFT |",
-           "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    out = [
+        f"B2 time to first token, image {warm.get('image')} (median ms):",
+        "",
+        "| side | warm TTFT | preprocess | encode | prefill | prompt positions | cold: spawn to loaded | cold: first TTFT |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for side in _sides(results):
         w, c = warm.get(side) or {}, cold.get(side) or {}
         if "ttft_ms" not in w:
             out.append(f"| {side} | {w.get('not_available') or w.get('error') or '—'} |||||||")
             continue
-        out.append(f"| {side} | {_fmt(w['ttft_ms'])} | {_fmt(w['preprocess_ms'])} | {_fmt(w['encode_ms'])} | {_fmt(w['prefill_ms'])} "
-                   f"| {_fmt(w.get('prompt_tokens'))} | {_fmt(c.get('start_ms'))} | {_fmt(c.get('first_ttft_ms'))} |")
+        out.append(
+            f"| {side} | {_fmt(w['ttft_ms'])} | {_fmt(w['preprocess_ms'])} | {_fmt(w['encode_ms'])} | {_fmt(w['prefill_ms'])} "
+            f"| {_fmt(w.get('prompt_tokens'))} | {_fmt(c.get('start_ms'))} | {_fmt(c.get('first_ttft_ms'))} |"
+        )
     return out + [""]
 
 
@@ -219,19 +290,31 @@ def _b3_table(results: dict) -> list[str]:
     if not rows:
         return []
     roof = {d["depth"]: d for d in results.get("roofline", {}).get("depths", [])}
-    out = ["B3 LLM (median; llama.cpp runs the bundle's own GGUF):", "",
-           "| depth | side | prefill tok/s | decode tok/s | of roofline |", "|---:|---|---:|---:|---:|"]
+    out = [
+        "B3 LLM (median; llama.cpp runs the bundle's own GGUF):",
+        "",
+        "| depth | side | prefill tok/s | decode tok/s | of roofline |",
+        "|---:|---|---:|---:|---:|",
+    ]
     for row in rows:
         for side in _sides(results):
             fig = row.get(side) or {}
             frac = roof.get(row["depth"], {}).get(f"{side}_fraction")
-            out.append(f"| {row['depth']} | {side} | {_fmt(fig.get('prefill_tok_s'))} | {_fmt(fig.get('decode_tok_s'))} "
-                       f"| {_fmt(frac, 2)} |")
+            out.append(
+                f"| {row['depth']} | {side} | {_fmt(fig.get('prefill_tok_s'))} | {_fmt(fig.get('decode_tok_s'))} "
+                f"| {_fmt(frac, 2)} |"
+            )
     rf = results.get("roofline", {})
     if rf.get("bandwidth_bytes_s"):
-        out += ["", f"Roofline: copy bandwidth {rf['bandwidth_bytes_s'] / 1e9:.1f} GB/s on {rf['threads']} threads; "
-                    + "; ".join(f"depth {d['depth']}: {d['bytes_per_token'] / 2**20:.0f} MiB read per token -> "
-                                f"{d['roofline_tok_s']:.0f} tok/s at best" for d in rf.get("depths", []))]
+        out += [
+            "",
+            f"Roofline: copy bandwidth {rf['bandwidth_bytes_s'] / 1e9:.1f} GB/s on {rf['threads']} threads; "
+            + "; ".join(
+                f"depth {d['depth']}: {d['bytes_per_token'] / 2**20:.0f} MiB read per token -> "
+                f"{d['roofline_tok_s']:.0f} tok/s at best"
+                for d in rf.get("depths", [])
+            ),
+        ]
     return out + [""]
 
 
@@ -251,18 +334,25 @@ def _b5_lines(results: dict, markdown: bool) -> list[str]:
     ours, peer = (b5.get("edge") or {}).get("rtf"), (b5.get("faster-whisper") or {}).get("rtf")
     ratio = f"; edge / faster-whisper = {_fmt(ours / peer)}" if ours and peer else ""
     if not markdown:
-        return ["B5 Whisper real-time factor: " + ", ".join(
-            f"{s} {_fmt((b5[s] or {}).get('rtf'))}" for s in sides) + ratio]
+        return [
+            "B5 Whisper real-time factor: " + ", ".join(f"{s} {_fmt((b5[s] or {}).get('rtf'))}" for s in sides) + ratio
+        ]
     peer_type = ((results.get("sides") or {}).get("faster-whisper") or {}).get("info", {}).get("compute_type", "int8")
-    out = [f"B5 Whisper on {Path(b5.get('audio', '')).name} (median; real-time factor = wall / audio seconds; "
-           f"faster-whisper computes in {peer_type}){ratio}:", "",
-           "| side | real-time factor | wall ms | audio s | text |", "|---|---:|---:|---:|---|"]
+    out = [
+        f"B5 Whisper on {Path(b5.get('audio', '')).name} (median; real-time factor = wall / audio seconds; "
+        f"faster-whisper computes in {peer_type}){ratio}:",
+        "",
+        "| side | real-time factor | wall ms | audio s | text |",
+        "|---|---:|---:|---:|---|",
+    ]
     for s in sides:
         fig = b5[s] or {}
         if "rtf" not in fig:
             out.append(f"| {s} | {fig.get('not_available') or fig.get('error') or '—'} ||||")
             continue
-        out.append(f"| {s} | {_fmt(fig['rtf'])} | {_fmt(fig['wall_ms'])} | {_fmt(fig['audio_s'])} | {fig.get('text', '')[:60]} |")
+        out.append(
+            f"| {s} | {_fmt(fig['rtf'])} | {_fmt(fig['wall_ms'])} | {_fmt(fig['audio_s'])} | {fig.get('text', '')[:60]} |"
+        )
     return out
 
 
@@ -283,12 +373,19 @@ def chart(all_results: list[dict], path: Path) -> Optional[Path]:
     if not all_results:
         return None
     keys = ("ttft", "ttft_cold", "tile", "prefill0", "decode0", "decode1", "rss")
-    names = {"ttft": "TTFT warm", "ttft_cold": "TTFT cold", "tile": "encode/tile", "prefill0": "prefill",
-             "decode0": "decode d=0", "decode1": "decode d=img", "rss": "peak RSS"}
+    names = {
+        "ttft": "TTFT warm",
+        "ttft_cold": "TTFT cold",
+        "tile": "encode/tile",
+        "prefill0": "prefill",
+        "decode0": "decode d=0",
+        "decode1": "decode d=img",
+        "rss": "peak RSS",
+    }
     cols = min(2, len(all_results))
     rows_n = -(-len(all_results) // cols)
     fig, axes = plt.subplots(rows_n, cols, figsize=(6.5 * cols, 4.4 * rows_n), squeeze=False)
-    for ax in axes.flat[len(all_results):]:
+    for ax in axes.flat[len(all_results) :]:
         ax.set_visible(False)
     for ax, results in zip(axes.flat, all_results):
         rows = {r["key"]: r for r in ratio_rows(results)}

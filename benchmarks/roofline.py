@@ -23,6 +23,7 @@ is free and its projection is ``2*(N/s^2)*(H*s^2)*D``; LLaVA's MLP projector is
 ``vision_feature_layer`` are not counted (llama.cpp and our export do not run them).
 Norms, softmax, GELU and the biases are left out (under 1 % here).
 """
+
 from __future__ import annotations
 
 import threading

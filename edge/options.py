@@ -3,6 +3,7 @@
 Every value is checked when the object is made, so a bad option is one clear
 :class:`~edge.errors.InputError` before any work starts.
 """
+
 from __future__ import annotations
 
 import os
@@ -53,21 +54,23 @@ class SamplingOptions:
 
 # --- backends -----------------------------------------------------------------
 # onnxruntime's provider names are always accepted; these short forms too (``--provider cuda``).
-_PROVIDER_ALIASES: Mapping[str, str] = MappingProxyType({
-    "cpu": "CPUExecutionProvider",
-    "cuda": "CUDAExecutionProvider",
-    "tensorrt": "TensorrtExecutionProvider",
-    "rocm": "ROCMExecutionProvider",
-    "migraphx": "MIGraphXExecutionProvider",
-    "openvino": "OpenVINOExecutionProvider",
-    "dml": "DmlExecutionProvider",
-    "coreml": "CoreMLExecutionProvider",
-    "qnn": "QNNExecutionProvider",
-    "nnapi": "NnapiExecutionProvider",
-    "xnnpack": "XnnpackExecutionProvider",
-    "webgpu": "WebGpuExecutionProvider",
-    "azure": "AzureExecutionProvider",
-})
+_PROVIDER_ALIASES: Mapping[str, str] = MappingProxyType(
+    {
+        "cpu": "CPUExecutionProvider",
+        "cuda": "CUDAExecutionProvider",
+        "tensorrt": "TensorrtExecutionProvider",
+        "rocm": "ROCMExecutionProvider",
+        "migraphx": "MIGraphXExecutionProvider",
+        "openvino": "OpenVINOExecutionProvider",
+        "dml": "DmlExecutionProvider",
+        "coreml": "CoreMLExecutionProvider",
+        "qnn": "QNNExecutionProvider",
+        "nnapi": "NnapiExecutionProvider",
+        "xnnpack": "XnnpackExecutionProvider",
+        "webgpu": "WebGpuExecutionProvider",
+        "azure": "AzureExecutionProvider",
+    }
+)
 _MAX_THREADS = 1024
 
 
@@ -114,8 +117,10 @@ class Provider:
             raise InputError(f"--provider needs a name (e.g. cuda or CUDAExecutionProvider), got {text!r}")
         name = _PROVIDER_ALIASES.get(name.lower(), name)
         if not name.endswith("ExecutionProvider"):
-            raise InputError(f"unknown execution provider {name!r}: use onnxruntime's name (…ExecutionProvider) "
-                             f"or one of {', '.join(_PROVIDER_ALIASES)}")
+            raise InputError(
+                f"unknown execution provider {name!r}: use onnxruntime's name (…ExecutionProvider) "
+                f"or one of {', '.join(_PROVIDER_ALIASES)}"
+            )
         options: dict[str, str] = {}
         for item in (p.strip() for p in rest.split(",")) if rest.strip() else ():
             key, eq, value = item.partition("=")
@@ -234,8 +239,9 @@ class RuntimeOptions:
             raise InputError(f"verbose must be true or false, got {self.verbose!r}")
 
     @classmethod
-    def simple(cls, threads: int = 0, n_ctx: int = 0, providers: Sequence[Union[Provider, str]] = (CPU,),
-               verbose: bool = False) -> "RuntimeOptions":
+    def simple(
+        cls, threads: int = 0, n_ctx: int = 0, providers: Sequence[Union[Provider, str]] = (CPU,), verbose: bool = False
+    ) -> "RuntimeOptions":
         """The same ``threads`` for every component (0 = all cores), the LLM's context size
         ``n_ctx`` (0 = the model's, at most 4096) and the execution ``providers`` of the
         vision and audio graphs; every other option at its default."""
@@ -286,17 +292,17 @@ class TranscribeOptions:
 class StreamOptions:
     """How live audio is cut and what happens when transcription cannot keep up."""
 
-    step_s: float = 0.0        # > 0: sliding-window mode (whisper.cpp --step); 0: VAD mode
-    length_s: float = 10.0     # sliding mode: the window; VAD mode: the longest utterance
-    keep_s: float = 0.2        # sliding mode: audio carried into the next line
-    silence_s: float = 0.6     # VAD: silence that ends an utterance
+    step_s: float = 0.0  # > 0: sliding-window mode (whisper.cpp --step); 0: VAD mode
+    length_s: float = 10.0  # sliding mode: the window; VAD mode: the longest utterance
+    keep_s: float = 0.2  # sliding mode: audio carried into the next line
+    silence_s: float = 0.6  # VAD: silence that ends an utterance
     min_speech_s: float = 0.2  # VAD: shorter bursts are ignored (clicks)
-    pad_s: float = 0.2         # VAD: audio kept before the first and after the last voiced frame
+    pad_s: float = 0.2  # VAD: audio kept before the first and after the last voiced frame
     threshold_db: float = -45.0  # VAD: frames below this level (dBFS) are never speech
-    margin_db: float = 10.0      # VAD: ... nor those less than this above the noise floor
-    buffer_s: float = 30.0     # capture ring buffer; older audio is overwritten (and reported)
-    max_lag_s: float = 5.0     # audio waiting longer than this counts as falling behind
-    on_lag: str = "drop"       # "drop": skip to live audio with a warning; "keep": catch up later
+    margin_db: float = 10.0  # VAD: ... nor those less than this above the noise floor
+    buffer_s: float = 30.0  # capture ring buffer; older audio is overwritten (and reported)
+    max_lag_s: float = 5.0  # audio waiting longer than this counts as falling behind
+    on_lag: str = "drop"  # "drop": skip to live audio with a warning; "keep": catch up later
     sample_rate: int = 16000
 
     def __post_init__(self) -> None:

@@ -17,6 +17,7 @@ them are in ``edge.runtime.vision``; the parameters are plain-JSON frozen datacl
 with ``from_processor_config`` (a HF ``preprocessor_config.json`` dict) and
 ``to_dict`` / ``from_dict``.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -25,8 +26,17 @@ from typing import Literal, Optional, Union
 from edge import checks
 from edge.errors import InputError
 
-__all__ = ["ImagePreprocess", "Idefics3Slicing", "AnyresSlicing", "UhdSlicing", "VisionPreprocess",
-           "PREPROCESS_SCHEMES", "LLAVA_V16_PINPOINTS", "CLIP_MEAN", "CLIP_STD"]
+__all__ = [
+    "ImagePreprocess",
+    "Idefics3Slicing",
+    "AnyresSlicing",
+    "UhdSlicing",
+    "VisionPreprocess",
+    "PREPROCESS_SCHEMES",
+    "LLAVA_V16_PINPOINTS",
+    "CLIP_MEAN",
+    "CLIP_STD",
+]
 
 LLAVA_V16_PINPOINTS = [[336, 672], [672, 336], [672, 672], [1008, 336], [336, 1008]]  # HF's default
 CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]  # OPENAI_CLIP_MEAN: HF's default
@@ -110,6 +120,7 @@ class Idefics3Slicing:
         Raises:
             InputError: a size without ``longest_edge`` or an invalid value.
         """
+
         def edge(key: str, default: int) -> int:
             value = d.get(key) or {"longest_edge": default}
             if not isinstance(value, dict) or "longest_edge" not in value:

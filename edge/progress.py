@@ -3,6 +3,7 @@
 Library code reports stages and counted steps through this interface; it never
 writes to the terminal itself. ``NullProgress`` is the silent default.
 """
+
 from __future__ import annotations
 
 from contextlib import contextmanager

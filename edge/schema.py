@@ -16,6 +16,7 @@ an attribute docstring, a comment at the end of the field's line, or the comment
 right above it. Objects admit no other properties: a writer's typo fails validation
 (edge's own reader ignores unknown keys).
 """
+
 from __future__ import annotations
 
 import ast
@@ -119,6 +120,7 @@ def field_docs(cls: type) -> dict[str, str]:
 
 def _plain(text: str) -> str:
     """reStructuredText markup as plain text: ``:class:`~a.B``` -> ```B```, double backquotes -> single."""
+
     def role(m: re.Match) -> str:
         name = m.group(2)
         return f"`{name if m.group(1) == 'mod' else name.rsplit('.', 1)[-1]}`"

@@ -4,18 +4,19 @@ Flow: resolve the source (a foreign format such as CTranslate2 is converted to a
 checkpoint first), read its config, and hand it to the path of its kind: speech
 families (Whisper) to ``edge.export.speech``, everything else to :mod:`edge.export.vlm`.
 """
+
 from __future__ import annotations
 
 import tempfile
 from pathlib import Path
 
 from edge.bundle import check_output
-from edge.manifest import Manifest
-from edge.options import ExportOptions
-from edge.progress import NullProgress
 from edge.export.registry import importer_for, speech_spec_for
 from edge.export.source import load_hf, resolve
 from edge.export.vlm import export_vlm
+from edge.manifest import Manifest
+from edge.options import ExportOptions
+from edge.progress import NullProgress
 
 
 def export(src: str, out: Path, options: ExportOptions = ExportOptions(), progress=NullProgress()) -> Manifest:

@@ -6,6 +6,7 @@ Facts followed, from llama.cpp's converter and loader: tensor names come from
 (NeoX order) while llama.cpp's LLAMA graph uses interleaved RoPE, so the rows of
 q_proj and k_proj are permuted per head; 1-D tensors (norms) stay f32.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -67,11 +68,7 @@ class LlamaHParams:
 def permute_qk(w: np.ndarray, n_head: int) -> np.ndarray:
     """Reorder q/k rows from HF's half-split RoPE layout to llama.cpp's interleaved one."""
     head_dim = w.shape[0] // n_head
-    return (
-        w.reshape(n_head, 2, head_dim // 2, *w.shape[1:])
-        .swapaxes(1, 2)
-        .reshape(w.shape)
-    )
+    return w.reshape(n_head, 2, head_dim // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
 
 def write_llama_gguf(

@@ -2,6 +2,7 @@
 
 The figures go into the manifest's provenance; gross failures stop the export.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -67,7 +68,7 @@ def llm_parity(
         for _ in range(GREEDY_TOKENS):
             nxt = int(model(input_ids=torch.tensor([seq])).logits[0, -1].argmax())
             seq.append(nxt)
-    ref_new = seq[len(ids):]
+    ref_new = seq[len(ids) :]
     matched = next((i for i, (a, b) in enumerate(zip(ours_new, ref_new)) if a != b), GREEDY_TOKENS)
     n = ref.shape[-1]
     figures = {
@@ -88,8 +89,12 @@ def llm_parity(
 
 
 def vision_parity(
-    reference: Callable[[torch.Tensor], torch.Tensor], bundle: Path, spec: VisionSpec, options: OnnxOptions,
-    atol: float, seed: int = 0,
+    reference: Callable[[torch.Tensor], torch.Tensor],
+    bundle: Path,
+    spec: VisionSpec,
+    options: OnnxOptions,
+    atol: float,
+    seed: int = 0,
 ) -> dict[str, Any]:
     """Compare onnxruntime's image embeddings with transformers' on seeded inputs."""
     rng = np.random.default_rng(seed)

@@ -7,6 +7,7 @@ type. The registry is filled explicitly from those lists (:func:`builtin`), neve
 importing a module for its side effect. Every registered family must have a tiny-model
 parity test (``tests/parity/test_registry_coverage.py`` checks that).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -152,8 +153,10 @@ def make_registry(
             raise ValueError(f"{kind} name {dup[0]!r} is used twice")
     for spec in families:
         if spec.vision is not None and spec.vision.scheme not in SCHEMES:
-            raise ValueError(f"family {spec.name} names the image scheme {spec.vision.scheme!r}, which the "
-                             f"runtime does not have (it has: {', '.join(sorted(SCHEMES))})")
+            raise ValueError(
+                f"family {spec.name} names the image scheme {spec.vision.scheme!r}, which the "
+                f"runtime does not have (it has: {', '.join(sorted(SCHEMES))})"
+            )
     return Registry(
         families={s.name: s for s in families},
         speech={s.name: s for s in speech},

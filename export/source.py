@@ -1,4 +1,5 @@
 """Where a checkpoint comes from: a local HF directory, a GGUF file, or (online) a hub id."""
+
 from __future__ import annotations
 
 import re

@@ -5,6 +5,7 @@ vocabulary, merges, token types, special ids, BOS/EOS flags and the name of the
 pre-tokenizer (llama.cpp's ``tokenizer.ggml.pre``). The export checks the result
 against the HF tokenizer (see :mod:`edge.export.parity`).
 """
+
 from __future__ import annotations
 
 import json
@@ -53,9 +54,7 @@ class TokenizerMeta:
         """Pad the vocabulary to the model's embedding rows, as llama.cpp expects."""
         extra = n_vocab - len(self.tokens)
         if extra < 0:
-            raise ExportError(
-                f"tokenizer has {len(self.tokens)} tokens but the model only {n_vocab} embedding rows"
-            )
+            raise ExportError(f"tokenizer has {len(self.tokens)} tokens but the model only {n_vocab} embedding rows")
         if extra == 0:
             return self
         start = len(self.tokens)
@@ -104,9 +103,7 @@ def from_hf_dir(src: Path) -> TokenizerMeta:
     if bpe.get("type") != "BPE":
         raise ExportError(f"unsupported tokenizer model {bpe.get('type')!r} in {tj_path} (BPE only)")
     if bpe.get("byte_fallback"):
-        raise ExportError(
-            "SentencePiece-style BPE tokenizers (byte_fallback) are not supported by this exporter yet"
-        )
+        raise ExportError("SentencePiece-style BPE tokenizers (byte_fallback) are not supported by this exporter yet")
     vocab: dict[str, int] = dict(bpe["vocab"])
     special: set[int] = set()
     user: set[int] = set()

@@ -1,4 +1,5 @@
 """Vision tower + projector -> ONNX (TorchScript exporter), and f16 weight storage."""
+
 from __future__ import annotations
 
 import warnings

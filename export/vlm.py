@@ -5,6 +5,7 @@ with the GGUF writer of the family's LLM part (:class:`~edge.export.registry.LLM
 the vision part as ONNX, then check parity against the same torch
 model and record the figures in the manifest.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -17,14 +18,15 @@ import numpy as np
 from edge import __version__
 from edge.bundle import write_bundle
 from edge.errors import ExportError
+from edge.export import parity
+from edge.export import tokenizer as tokmod
+from edge.export.registry import FamilySpec, spec_for
+from edge.export.source import Source, gguf_fields, load_hf
 from edge.manifest import LLMSpec, Manifest, PromptLayout, TensorSpec, VisionSpec
 from edge.options import ExportOptions
 from edge.progress import NullProgress
 from edge.runtime.llama_backend import LLM
 from edge.runtime.text.prompt import Message, detect_content_format, render_chat
-from edge.export import parity, tokenizer as tokmod
-from edge.export.registry import FamilySpec, spec_for
-from edge.export.source import Source, gguf_fields, load_hf
 
 LLM_FILE = "llm.gguf"
 VISION_FILE = "vision.onnx"
@@ -46,7 +48,6 @@ def export_vlm(source: Source, config, out: Path, options: ExportOptions, progre
         return _populate(tmp, source, spec, model, config, tok, hf_tok, options, progress)
 
     return write_bundle(out, populate, overwrite=options.force)
-
 
 
 def _populate(tmp: Path, source: Source, spec: FamilySpec, model, config, tok, hf_tok, options, progress) -> Manifest:
@@ -109,8 +110,9 @@ def _export_vision(tmp, source, spec, model, config, tok, options, progress):
     pp = part.preprocess(source.path, config)
     produced = getattr(pp, "scheme", None)
     if produced != part.scheme:
-        raise ExportError(f"the {spec.name} family declares the image scheme {part.scheme!r} but its "
-                          f"preprocessing names {produced!r}")
+        raise ExportError(
+            f"the {spec.name} family declares the image scheme {part.scheme!r} but its preprocessing names {produced!r}"
+        )
     module = part.module(model).eval()
     if pp.frame_size is None:
         raise ExportError(f"the {pp.scheme} scheme makes frames of varying sizes; exporting it is not supported yet")
@@ -139,8 +141,9 @@ def _export_vision(tmp, source, spec, model, config, tok, options, progress):
         preprocess=pp,
         extras=extras,
     )
-    figures = parity.vision_parity(lambda x: part.reference(model, x), tmp, vision, options.runtime.vision,
-                                   part.atol[options.dtype])
+    figures = parity.vision_parity(
+        lambda x: part.reference(model, x), tmp, vision, options.runtime.vision, part.atol[options.dtype]
+    )
     return part.prompt(config, tok.tokens), vision, figures
 
 
@@ -186,5 +189,3 @@ def _tokenizer(source: Source):
     meta = tokmod.from_hf_dir(source.path)
     hf_tok = load_hf(lambda: transformers.AutoTokenizer.from_pretrained(source.path), "tokenizer")
     return meta, hf_tok
-
-

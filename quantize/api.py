@@ -7,6 +7,7 @@ own quantizer and the graphs with onnxruntime's, then run both bundles on the pr
 record the figures in the new manifest (``provenance.fidelity``) next to the recipe
 (``provenance.quantization``). The source bundle is only read, never written.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -71,8 +72,9 @@ def quantize_bundle(
 def _check_paths(root: Path, out: Path) -> None:
     src, dst = root.resolve(), out.resolve()
     if src == dst or src in dst.parents or dst in src.parents:
-        raise InputError(f"the output {out} must be a new directory outside the source bundle {root} "
-                         "(the source is never modified)")
+        raise InputError(
+            f"the output {out} must be a new directory outside the source bundle {root} (the source is never modified)"
+        )
 
 
 def _plan(root: Path, m: Manifest, recipe: Recipe) -> _Plan:
@@ -91,22 +93,28 @@ def _plan(root: Path, m: Manifest, recipe: Recipe) -> _Plan:
     elif recipe.vision is None:
         skipped["vision"] = f"recipe {recipe.name} keeps the vision graph ({m.vision.dtype})"
     elif m.vision.dtype not in UNQUANTIZED:
-        raise InputError(f"the vision graph of {root} is already quantized ({m.vision.dtype}); quantize an f32 or f16 bundle")
+        raise InputError(
+            f"the vision graph of {root} is already quantized ({m.vision.dtype}); quantize an f32 or f16 bundle"
+        )
     else:
         vision = recipe.vision
         if vision == "qdq-int8":
             shape = list(m.vision.input.shape)
             if len(shape) != 4 or any(d <= 0 for d in shape[1:]):
-                raise InputError(f"recipe {recipe.name} does not apply to the {m.family} family: its vision graph takes "
-                                 f"images of variable size {shape}, a static NPU graph needs fixed sizes "
-                                 "(use q8, q4 or q4-int4vision)")
+                raise InputError(
+                    f"recipe {recipe.name} does not apply to the {m.family} family: its vision graph takes "
+                    f"images of variable size {shape}, a static NPU graph needs fixed sizes "
+                    "(use q8, q4 or q4-int4vision)"
+                )
     audio = None
     if m.audio is None:
         skipped["audio"] = "the bundle has no speech model"
     elif recipe.audio is None:
         skipped["audio"] = f"recipe {recipe.name} keeps the speech graphs ({m.audio.dtype})"
     elif m.audio.dtype not in UNQUANTIZED:
-        raise InputError(f"the speech graphs of {root} are already quantized ({m.audio.dtype}); quantize an f32 or f16 bundle")
+        raise InputError(
+            f"the speech graphs of {root} are already quantized ({m.audio.dtype}); quantize an f32 or f16 bundle"
+        )
     else:
         audio = recipe.audio
     if llm is None and vision is None and audio is None:
@@ -130,8 +138,9 @@ def _populate(tmp: Path, root: Path, m: Manifest, recipe: Recipe, plan: _Plan, i
     if plan.llm:
         new = dataclasses.replace(new, llm=_quantize_llm(tmp, root, m, plan.llm, options.threads, progress))
     if plan.vision:
-        new = dataclasses.replace(new, vision=_quantize_vision(tmp, root, m, plan.vision, recipe, images, options,
-                                                               progress))
+        new = dataclasses.replace(
+            new, vision=_quantize_vision(tmp, root, m, plan.vision, recipe, images, options, progress)
+        )
     if plan.audio:
         new = dataclasses.replace(new, audio=_quantize_audio(tmp, root, m, plan.audio, recipe, progress))
     # a provisional manifest lets the runtime open the new bundle for the measurements
@@ -141,7 +150,9 @@ def _populate(tmp: Path, root: Path, m: Manifest, recipe: Recipe, plan: _Plan, i
     provenance["quantization"] = {
         **recipe.describe(),
         "source_bundle": m.name,
-        "source_dtypes": {k: v.dtype for k, v in (("llm", m.llm), ("vision", m.vision), ("audio", m.audio)) if v is not None},
+        "source_dtypes": {
+            k: v.dtype for k, v in (("llm", m.llm), ("vision", m.vision), ("audio", m.audio)) if v is not None
+        },
         "tool": f"edge {__version__}",
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
@@ -176,8 +187,15 @@ def _quantize_vision(tmp: Path, root: Path, m: Manifest, method: str, recipe: Re
     # the tiles the runtime makes of each image, each one calibration input (the static graph takes one tile)
     batches = [tile[None] for px in fidelity.pixel_values(images, spec, root, options.budget) for tile in px]
     with progress.bar(len(batches), f"calibrating on {len(batches)} tiles of {len(images)} images") as advance:
-        onnx_quant.qdq_static(model, dst, spec.input.name, spec.input.shape, batches, on_batch=lambda: advance(1),
-                              activations=recipe.qdq_activations)
+        onnx_quant.qdq_static(
+            model,
+            dst,
+            spec.input.name,
+            spec.input.shape,
+            batches,
+            on_batch=lambda: advance(1),
+            activations=recipe.qdq_activations,
+        )
     return dataclasses.replace(
         spec,
         dtype=method,
@@ -206,7 +224,9 @@ def _weights_only(src: Path, dst: Path, method: str, recipe: Recipe, f16: bool) 
         onnx_quant.store_floats_f16(dst)
 
 
-def _measure(tmp: Path, root: Path, before: Manifest, after: Manifest, plan: _Plan, images, options, progress) -> dict[str, Any]:
+def _measure(
+    tmp: Path, root: Path, before: Manifest, after: Manifest, plan: _Plan, images, options, progress
+) -> dict[str, Any]:
     audio = probe_audio(before.audio.features.sample_rate) if before.audio is not None else ()
     probes = fidelity.Probes(images=images, audio=audio, budget=options.budget)
     progress.stage("measuring fidelity against the source bundle")
@@ -214,8 +234,13 @@ def _measure(tmp: Path, root: Path, before: Manifest, after: Manifest, plan: _Pl
     ours = fidelity.observe(tmp, after, probes, options.runtime, progress, reference=ref, label="quantized")
     report: dict[str, Any] = {
         "reference": before.name,
-        "probes": {"generated_images": options.generated_images, "user_images": len(options.images),
-                   "texts": len(probes.texts), "prompts": len(probes.prompts), "audio_clips": len(audio)},
+        "probes": {
+            "generated_images": options.generated_images,
+            "user_images": len(options.images),
+            "texts": len(probes.texts),
+            "prompts": len(probes.prompts),
+            "audio_clips": len(audio),
+        },
     }
     for part, method in (("llm", plan.llm), ("vision", plan.vision), ("audio", plan.audio)):
         if method is None:
@@ -265,19 +290,27 @@ def summary_lines(report: dict[str, Any]) -> Sequence[str]:
         lines.append(f"{part:7s} {entry['dtype_before']} -> {entry['dtype_after']}: {size}")
         if part == "audio":
             t = entry["transcripts"]
-            lines.append(f"        encoder cross-attention K/V cosine mean {entry['cosine_mean']:.5f}, min "
-                         f"{entry['cosine_min']:.5f} on {entry['clips']} clips; greedy speech tokens "
-                         f"{t['identical_transcripts'] * 100:.0f} % identical, mean matched prefix {t['mean_matched_prefix']:.1f}")
+            lines.append(
+                f"        encoder cross-attention K/V cosine mean {entry['cosine_mean']:.5f}, min "
+                f"{entry['cosine_min']:.5f} on {entry['clips']} clips; greedy speech tokens "
+                f"{t['identical_transcripts'] * 100:.0f} % identical, mean matched prefix {t['mean_matched_prefix']:.1f}"
+            )
         elif part == "llm":
-            lines.append(f"        top-1 agreement {entry['top1_agreement']:.4f}, mean KL {entry['kl']:.5f} over "
-                         f"{entry['positions']} positions; perplexity {entry['perplexity_before']:.3f} -> "
-                         f"{entry['perplexity_after']:.3f} ({entry['perplexity_change'] * 100:+.2f} %)")
+            lines.append(
+                f"        top-1 agreement {entry['top1_agreement']:.4f}, mean KL {entry['kl']:.5f} over "
+                f"{entry['positions']} positions; perplexity {entry['perplexity_before']:.3f} -> "
+                f"{entry['perplexity_after']:.3f} ({entry['perplexity_change'] * 100:+.2f} %)"
+            )
         else:
-            lines.append(f"        cosine mean {entry['cosine_mean']:.5f}, min {entry['cosine_min']:.5f}; max |diff| "
-                         f"{entry['max_abs_diff']:.4g} (outputs up to {entry['ref_max_abs']:.4g}) on {entry['images']} images")
+            lines.append(
+                f"        cosine mean {entry['cosine_mean']:.5f}, min {entry['cosine_min']:.5f}; max |diff| "
+                f"{entry['max_abs_diff']:.4g} (outputs up to {entry['ref_max_abs']:.4g}) on {entry['images']} images"
+            )
     e2e = report.get("end_to_end", {})
     if "skipped" not in e2e and e2e:
-        lines.append(f"answers {e2e['identical_answers'] * 100:.0f} % identical over {e2e['prompts']} greedy answers "
-                     f"of up to {e2e['max_tokens']} tokens; mean matched prefix {e2e['mean_matched_prefix']:.1f} tokens"
-                     + (" (with images)" if e2e.get("with_images") else ""))
+        lines.append(
+            f"answers {e2e['identical_answers'] * 100:.0f} % identical over {e2e['prompts']} greedy answers "
+            f"of up to {e2e['max_tokens']} tokens; mean matched prefix {e2e['mean_matched_prefix']:.1f} tokens"
+            + (" (with images)" if e2e.get("with_images") else "")
+        )
     return lines

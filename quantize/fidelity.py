@@ -12,6 +12,7 @@ picks for the bundle's dtype), one after the other so only one LLM is in memory:
    agreement and KL(reference || quantized) position by position without keeping both
    distributions, then :func:`compare` turns the two observations into the report.
 """
+
 from __future__ import annotations
 
 import math
@@ -114,7 +115,9 @@ def observe(
     return obs
 
 
-def _observe_llm(pipe, probes: Probes, obs: Observation, reference: Optional[Observation], progress, label: str) -> None:
+def _observe_llm(
+    pipe, probes: Probes, obs: Observation, reference: Optional[Observation], progress, label: str
+) -> None:
     from edge.options import GenerateOptions
 
     llm, spec = pipe.llm, pipe.manifest.llm
@@ -141,7 +144,11 @@ def _observe_llm(pipe, probes: Probes, obs: Observation, reference: Optional[Obs
     options = GenerateOptions(max_tokens=probes.answer_tokens, template=templated)
     with progress.bar(len(probes.prompts), f"greedy answers to {len(probes.prompts)} prompts ({label})") as advance:
         for i, prompt in enumerate(probes.prompts):
-            images = [probes.images[i % len(probes.images)]] if pipe.vision is not None and i % 2 == 1 and probes.images else []
+            images = (
+                [probes.images[i % len(probes.images)]]
+                if pipe.vision is not None and i % 2 == 1 and probes.images
+                else []
+            )
             if images and not templated:
                 prompt = pipe.manifest.prompt.image_marker + "\n" + prompt
             obs.with_images |= bool(images)
@@ -149,12 +156,13 @@ def _observe_llm(pipe, probes: Probes, obs: Observation, reference: Optional[Obs
             advance(1)
 
 
-def _observe_audio(root: Path, spec, probes: Probes, obs: Observation, backend: OnnxOptions, progress,
-                   label: str) -> None:
+def _observe_audio(
+    root: Path, spec, probes: Probes, obs: Observation, backend: OnnxOptions, progress, label: str
+) -> None:
     """Speech graphs on the probe clips: the encoder's cross-attention K/V (what the decoder
     reads) and the greedy tokens of the decoder, under Whisper's decoding rules."""
-    from edge.runtime.speech.mel import log_mel
     from edge.options import TranscribeOptions
+    from edge.runtime.speech.mel import log_mel
     from edge.runtime.speech.transcribe import WhisperGraphs, greedy_decode
 
     graphs = WhisperGraphs(root, spec, backend)
@@ -191,8 +199,14 @@ def embedding_figures(ref: np.ndarray, ours: np.ndarray, tiles: Optional[Sequenc
         raise ValueError(f"{len(ref)} and {len(ours)} outputs for {sum(counts)} tiles")
     starts = np.cumsum([0, *counts[:-1]])
     flat_a, flat_b = ours.reshape(len(ours), -1), ref.reshape(len(ref), -1)
-    images = np.array([_cosine(flat_a[i:i + n].reshape(1, -1).astype(np.float64),
-                               flat_b[i:i + n].reshape(1, -1).astype(np.float64))[0] for i, n in zip(starts, counts)])
+    images = np.array(
+        [
+            _cosine(
+                flat_a[i : i + n].reshape(1, -1).astype(np.float64), flat_b[i : i + n].reshape(1, -1).astype(np.float64)
+            )[0]
+            for i, n in zip(starts, counts)
+        ]
+    )
     figures = {
         "images": len(counts),
         "cosine_mean": float(rows.mean()),
@@ -223,18 +237,27 @@ def llm_figures(ref: Observation, ours: Observation) -> dict[str, Any]:
 
 def answer_figures(ref: Observation, ours: Observation, max_tokens: int) -> dict[str, Any]:
     """How many greedy answers are identical, and how long the common prefixes are."""
-    return {"prompts": len(ref.answers), "max_tokens": max_tokens, "with_images": ref.with_images,
-            **_agreement(ref.answers, ours.answers, "answers")}
+    return {
+        "prompts": len(ref.answers),
+        "max_tokens": max_tokens,
+        "with_images": ref.with_images,
+        **_agreement(ref.answers, ours.answers, "answers"),
+    }
 
 
 def transcript_figures(ref: Observation, ours: Observation, max_tokens: int) -> dict[str, Any]:
     """The same for the greedy speech tokens of the probe clips."""
-    return {"clips": len(ref.transcripts), "max_tokens": max_tokens,
-            **_agreement(ref.transcripts, ours.transcripts, "transcripts")}
+    return {
+        "clips": len(ref.transcripts),
+        "max_tokens": max_tokens,
+        **_agreement(ref.transcripts, ours.transcripts, "transcripts"),
+    }
 
 
 def _agreement(ref: list[list[int]], ours: list[list[int]], what: str) -> dict[str, Any]:
-    prefixes = [next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b))) for a, b in zip(ref, ours)]
+    prefixes = [
+        next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b))) for a, b in zip(ref, ours)
+    ]
     same = [a == b for a, b in zip(ref, ours)]
     return {
         f"identical_{what}": sum(same) / max(len(same), 1),

@@ -10,6 +10,7 @@ initializers followed by a ``Cast`` to f32 (``edge.export.vision_onnx.store_weig
 which would hide the weights from the quantizers (a MatMul whose B is a Cast output is not
 "constant"), so those casts are folded back into f32 initializers first.
 """
+
 from __future__ import annotations
 
 import logging
@@ -69,8 +70,13 @@ def int8_dynamic(model: onnx.ModelProto, dst: Path) -> None:
 
     _protect_shared_gemm(model)
     with _quiet(), _failure(dst, "int8"):
-        quantize_dynamic(model, str(dst), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"],
-                         extra_options={"MatMulConstBOnly": True})
+        quantize_dynamic(
+            model,
+            str(dst),
+            weight_type=QuantType.QInt8,
+            op_types_to_quantize=["MatMul"],
+            extra_options={"MatMulConstBOnly": True},
+        )
         _restore_shared_gemm(dst)
 
 
@@ -96,10 +102,19 @@ def _protect_shared_gemm(model: onnx.ModelProto) -> None:
     nodes = []
     for k, node in enumerate(graph.node):
         attrs = {a.name: a for a in node.attribute}
-        plain = len(node.input) == 2 and all(
-            n not in attrs or attrs[n].f == 1.0 for n in ("alpha", "beta")) and not ("transA" in attrs and attrs["transA"].i)
-        if (node.op_type == "Gemm" and "transB" in attrs and attrs["transB"].i and plain
-                and node.input[1] in inits and readers.get(node.input[1], 0) > 1):
+        plain = (
+            len(node.input) == 2
+            and all(n not in attrs or attrs[n].f == 1.0 for n in ("alpha", "beta"))
+            and not ("transA" in attrs and attrs["transA"].i)
+        )
+        if (
+            node.op_type == "Gemm"
+            and "transB" in attrs
+            and attrs["transB"].i
+            and plain
+            and node.input[1] in inits
+            and readers.get(node.input[1], 0) > 1
+        ):
             t = f"{_SHARED}{k}"
             nodes.append(onnx.helper.make_node("Transpose", [node.input[1]], [t], name=t))
             nodes.append(onnx.helper.make_node("MatMul", [node.input[0], t], list(node.output), name=node.name))
@@ -112,7 +127,9 @@ def _protect_shared_gemm(model: onnx.ModelProto) -> None:
 def _restore_shared_gemm(path: Path) -> None:
     model = onnx.load(str(path))
     graph = model.graph
-    transposed = {n.output[0]: n.input[0] for n in graph.node if n.op_type == "Transpose" and n.name.startswith(_SHARED)}
+    transposed = {
+        n.output[0]: n.input[0] for n in graph.node if n.op_type == "Transpose" and n.name.startswith(_SHARED)
+    }
     if not transposed:
         return
     nodes = []
@@ -120,8 +137,9 @@ def _restore_shared_gemm(path: Path) -> None:
         if node.name.startswith(_SHARED):
             continue
         if node.op_type == "MatMul" and node.input[1] in transposed:
-            node = onnx.helper.make_node("Gemm", [node.input[0], transposed[node.input[1]]], list(node.output),
-                                         name=node.name, transB=1)
+            node = onnx.helper.make_node(
+                "Gemm", [node.input[0], transposed[node.input[1]]], list(node.output), name=node.name, transB=1
+            )
         nodes.append(node)
     del graph.node[:]
     graph.node.extend(nodes)
@@ -139,8 +157,11 @@ def store_floats_f16(path: Path, min_elements: int = 16) -> None:
     quant_readers = {i for n in graph.node if n.op_type in _QUANT_OPS for i in n.input}
     kept, casts = [], []
     for init in graph.initializer:
-        if (init.data_type == onnx.TensorProto.FLOAT and int(np.prod(init.dims)) >= min_elements
-                and init.name not in quant_readers):
+        if (
+            init.data_type == onnx.TensorProto.FLOAT
+            and int(np.prod(init.dims)) >= min_elements
+            and init.name not in quant_readers
+        ):
             half = numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float16), name=init.name + "_f16")
             kept.append(half)
             casts.append(onnx.helper.make_node("Cast", [half.name], [init.name], to=onnx.TensorProto.FLOAT))
@@ -156,8 +177,18 @@ def store_floats_f16(path: Path, min_elements: int = 16) -> None:
     onnx.save(model, str(path))
 
 
-_QUANT_OPS = {"MatMulInteger", "DynamicQuantizeLinear", "DynamicQuantizeMatMul", "MatMulNBits", "QuantizeLinear",
-              "DequantizeLinear", "QLinearMatMul", "ConvInteger", "QLinearConv", "GatherBlockQuantized"}
+_QUANT_OPS = {
+    "MatMulInteger",
+    "DynamicQuantizeLinear",
+    "DynamicQuantizeMatMul",
+    "MatMulNBits",
+    "QuantizeLinear",
+    "DequantizeLinear",
+    "QLinearMatMul",
+    "ConvInteger",
+    "QLinearConv",
+    "GatherBlockQuantized",
+}
 
 
 def int4_weights(model: onnx.ModelProto, dst: Path, block: int = 32) -> None:
@@ -173,11 +204,15 @@ def check_static(model: onnx.ModelProto, input_name: str, shape: Sequence[int], 
     """Raise :class:`InputError` if the graph cannot be given fixed shapes for static QDQ."""
     bad = sorted({n.op_type for n in model.graph.node if n.op_type in _NOT_STATIC})
     if bad:
-        raise InputError(f"{what} cannot be statically quantized: it uses {', '.join(bad)} "
-                         "(data-dependent shapes or control flow); use a dynamic recipe such as q8")
+        raise InputError(
+            f"{what} cannot be statically quantized: it uses {', '.join(bad)} "
+            "(data-dependent shapes or control flow); use a dynamic recipe such as q8"
+        )
     if len(shape) < 2 or any(d <= 0 for d in shape[1:]):
-        raise InputError(f"{what} cannot be statically quantized: its input {input_name!r} has the "
-                         f"variable shape {list(shape)}, an NPU graph needs fixed sizes; use a dynamic recipe such as q8")
+        raise InputError(
+            f"{what} cannot be statically quantized: its input {input_name!r} has the "
+            f"variable shape {list(shape)}, an NPU graph needs fixed sizes; use a dynamic recipe such as q8"
+        )
     if input_name not in [i.name for i in model.graph.input]:
         raise InputError(f"{what} has no input {input_name!r}")
 

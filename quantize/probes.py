@@ -6,6 +6,7 @@ composed "scenes" whose statistics are closer to photographs (smooth regions, ed
 texture). Sizes and aspect ratios vary so that the bundle's own resize and crop run as
 they do on user images. Callers add their own photos on top (``edge quantize --image``).
 """
+
 from __future__ import annotations
 
 import numpy as np

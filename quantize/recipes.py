@@ -14,6 +14,7 @@ records for the graph:
   tower keeps a cosine of only ~0.5 to f32 (per-tensor ranges cannot hold its attention
   and residual activations), with 16-bit ones 0.9997 (docs/quantization.md).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -41,22 +42,34 @@ class Recipe:
 
     def __post_init__(self) -> None:
         if self.llm is not None and self.llm not in GGUF_QUANT_TYPES:
-            raise InputError(f"recipe {self.name}: unknown GGUF type {self.llm!r} (known: {', '.join(GGUF_QUANT_TYPES)})")
+            raise InputError(
+                f"recipe {self.name}: unknown GGUF type {self.llm!r} (known: {', '.join(GGUF_QUANT_TYPES)})"
+            )
         for part, method in (("vision", self.vision), ("audio", self.audio)):
             if method is not None and method not in GRAPH_METHODS:
-                raise InputError(f"recipe {self.name}: unknown {part} method {method!r} (known: {', '.join(GRAPH_METHODS)})")
+                raise InputError(
+                    f"recipe {self.name}: unknown {part} method {method!r} (known: {', '.join(GRAPH_METHODS)})"
+                )
         if self.audio == "qdq-int8":
             raise InputError(f"recipe {self.name}: the audio decoder cannot be statically quantized")
         if self.qdq_activations not in ("uint8", "uint16"):
-            raise InputError(f"recipe {self.name}: QDQ activations must be uint8 or uint16, got {self.qdq_activations!r}")
+            raise InputError(
+                f"recipe {self.name}: QDQ activations must be uint8 or uint16, got {self.qdq_activations!r}"
+            )
         if self.int4_block < 16 or self.int4_block & (self.int4_block - 1):
             raise InputError(f"recipe {self.name}: the int4 block must be a power of two >= 16, got {self.int4_block}")
 
     def describe(self) -> dict:
         """The recipe as recorded in the manifest (``provenance.quantization``)."""
-        return {"recipe": self.name, "summary": self.summary, "llm": self.llm, "vision": self.vision,
-                "audio": self.audio, **({"int4_block": self.int4_block} if "int4" in (self.vision, self.audio) else {}),
-                **({"qdq_activations": self.qdq_activations} if self.vision == "qdq-int8" else {})}
+        return {
+            "recipe": self.name,
+            "summary": self.summary,
+            "llm": self.llm,
+            "vision": self.vision,
+            "audio": self.audio,
+            **({"int4_block": self.int4_block} if "int4" in (self.vision, self.audio) else {}),
+            **({"qdq_activations": self.qdq_activations} if self.vision == "qdq-int8" else {}),
+        }
 
 
 RECIPES: dict[str, Recipe] = {
@@ -64,14 +77,30 @@ RECIPES: dict[str, Recipe] = {
     for r in (
         Recipe("q8", "vision/audio dynamic int8, LLM Q8_0", llm="Q8_0", vision="int8", audio="int8"),
         Recipe("q4", "vision/audio dynamic int8, LLM Q4_K_M", llm="Q4_K_M", vision="int8", audio="int8"),
-        Recipe("q4-int4vision", "vision int4 weights (MatMulNBits, block 32), audio int8, LLM Q4_K_M",
-               llm="Q4_K_M", vision="int4", audio="int8"),
+        Recipe(
+            "q4-int4vision",
+            "vision int4 weights (MatMulNBits, block 32), audio int8, LLM Q4_K_M",
+            llm="Q4_K_M",
+            vision="int4",
+            audio="int8",
+        ),
         # Q4_0 is the type llama.cpp repacks at load for ARM (phone) CPUs, where NPUs live
-        Recipe("npu-int8", "vision static QDQ, int8 weights and 16-bit activations (calibrated, one image "
-               "per run) for NPUs, LLM Q4_0", llm="Q4_0", vision="qdq-int8", audio=None),
-        Recipe("npu-int8-a8", "vision static QDQ, int8 weights and 8-bit activations, for NPUs without "
-               "16-bit activations (check the report: transformer towers may lose much), LLM Q4_0",
-               llm="Q4_0", vision="qdq-int8", audio=None, qdq_activations="uint8"),
+        Recipe(
+            "npu-int8",
+            "vision static QDQ, int8 weights and 16-bit activations (calibrated, one image per run) for NPUs, LLM Q4_0",
+            llm="Q4_0",
+            vision="qdq-int8",
+            audio=None,
+        ),
+        Recipe(
+            "npu-int8-a8",
+            "vision static QDQ, int8 weights and 8-bit activations, for NPUs without "
+            "16-bit activations (check the report: transformer towers may lose much), LLM Q4_0",
+            llm="Q4_0",
+            vision="qdq-int8",
+            audio=None,
+            qdq_activations="uint8",
+        ),
     )
 }
 

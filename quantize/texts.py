@@ -4,6 +4,7 @@
 ``HELDOUT_TEXT`` is a separate paragraph for perplexity; ``GREEDY_PROMPTS`` are the
 questions whose greedy answers are compared end to end.
 """
+
 from __future__ import annotations
 
 PROBE_TEXTS: tuple[str, ...] = (
@@ -16,11 +17,11 @@ PROBE_TEXTS: tuple[str, ...] = (
     "Photosynthesis converts light energy into chemical energy. In the chloroplasts, water is "
     "split and oxygen is released, while carbon dioxide from the air is fixed into sugars that "
     "the plant uses to grow, to build cell walls and to store energy for the night.",
-    "\"Are you coming to the market tomorrow?\" asked Maria.\n\"Only if it stops raining,\" "
-    "said Tom. \"Last week the stalls were half empty and the bread was gone by nine.\"\n"
-    "\"Then we should leave early,\" she replied.",
-    "def mean(values):\n    \"\"\"Return the arithmetic mean of a non-empty list.\"\"\"\n    if not values:\n"
-    "        raise ValueError(\"empty list\")\n    return sum(values) / len(values)\n\n"
+    '"Are you coming to the market tomorrow?" asked Maria.\n"Only if it stops raining," '
+    'said Tom. "Last week the stalls were half empty and the bread was gone by nine."\n'
+    '"Then we should leave early," she replied.',
+    'def mean(values):\n    """Return the arithmetic mean of a non-empty list."""\n    if not values:\n'
+    '        raise ValueError("empty list")\n    return sum(values) / len(values)\n\n'
     "print(mean([3, 5, 8, 13]))  # 7.25\n",
     "In 2023 the town counted 48,512 residents, up 3.4 percent from 2019. The budget of 12.6 "
     "million euros was split between schools (41%), roads (23%), health (19%) and culture, "

@@ -5,6 +5,7 @@ This is the only module that imports ``llama_cpp``. Text goes in as token ids
 at explicit positions of sequence 0; the KV cache persists between calls so a
 chat only evaluates what is new.
 """
+
 from __future__ import annotations
 
 import collections
@@ -23,7 +24,6 @@ import numpy as np
 
 from edge.errors import ContextOverflowError, InputError, RuntimeFailure
 from edge.options import LLMOptions
-
 
 _GGML_TYPE_F32 = 0  # ggml_type enum value
 
@@ -105,18 +105,20 @@ def backend_version() -> str:
 
 
 # llama.cpp's quantization types, by the names its ``llama-quantize`` tool uses (``llama_ftype``).
-GGUF_QUANT_TYPES: Mapping[str, int] = MappingProxyType({
-    "Q8_0": lc.LLAMA_FTYPE_MOSTLY_Q8_0,
-    "Q6_K": lc.LLAMA_FTYPE_MOSTLY_Q6_K,
-    "Q5_K_M": lc.LLAMA_FTYPE_MOSTLY_Q5_K_M,
-    "Q5_K_S": lc.LLAMA_FTYPE_MOSTLY_Q5_K_S,
-    "Q5_0": lc.LLAMA_FTYPE_MOSTLY_Q5_0,
-    "Q4_K_M": lc.LLAMA_FTYPE_MOSTLY_Q4_K_M,
-    "Q4_K_S": lc.LLAMA_FTYPE_MOSTLY_Q4_K_S,
-    "Q4_0": lc.LLAMA_FTYPE_MOSTLY_Q4_0,
-    "Q3_K_M": lc.LLAMA_FTYPE_MOSTLY_Q3_K_M,
-    "Q2_K": lc.LLAMA_FTYPE_MOSTLY_Q2_K,
-})
+GGUF_QUANT_TYPES: Mapping[str, int] = MappingProxyType(
+    {
+        "Q8_0": lc.LLAMA_FTYPE_MOSTLY_Q8_0,
+        "Q6_K": lc.LLAMA_FTYPE_MOSTLY_Q6_K,
+        "Q5_K_M": lc.LLAMA_FTYPE_MOSTLY_Q5_K_M,
+        "Q5_K_S": lc.LLAMA_FTYPE_MOSTLY_Q5_K_S,
+        "Q5_0": lc.LLAMA_FTYPE_MOSTLY_Q5_0,
+        "Q4_K_M": lc.LLAMA_FTYPE_MOSTLY_Q4_K_M,
+        "Q4_K_S": lc.LLAMA_FTYPE_MOSTLY_Q4_K_S,
+        "Q4_0": lc.LLAMA_FTYPE_MOSTLY_Q4_0,
+        "Q3_K_M": lc.LLAMA_FTYPE_MOSTLY_Q3_K_M,
+        "Q2_K": lc.LLAMA_FTYPE_MOSTLY_Q2_K,
+    }
+)
 # llama_model_quantize logs one "[  12/ 272] name ..." line per tensor it writes
 _TENSOR_LINE = re.compile(r"\[\s*(\d+)/\s*(\d+)\]")
 
@@ -180,8 +182,14 @@ class LLM:
     end the messages of its errors.
     """
 
-    def __init__(self, path: Path, options: LLMOptions = LLMOptions(), default_ctx: int = 4096,
-                 weights_dtype: str = "f16", verbose: bool = False) -> None:
+    def __init__(
+        self,
+        path: Path,
+        options: LLMOptions = LLMOptions(),
+        default_ctx: int = 4096,
+        weights_dtype: str = "f16",
+        verbose: bool = False,
+    ) -> None:
         self._model = self._ctx = None
         self.log = LogSink(verbose)
         with self.log.active():
@@ -257,9 +265,7 @@ class LLM:
         """Append embedding rows ``[n, n_embd]`` (an image) at the current position."""
         embd = np.ascontiguousarray(embd, dtype=np.float32)
         if embd.ndim != 2 or embd.shape[1] != self.n_embd:
-            raise RuntimeFailure(
-                f"embeddings of shape {tuple(embd.shape)} do not fit this LLM (n_embd={self.n_embd})"
-            )
+            raise RuntimeFailure(f"embeddings of shape {tuple(embd.shape)} do not fit this LLM (n_embd={self.n_embd})")
         return self._eval(embd.shape[0], all_logits, embd=embd)
 
     def _eval(self, n: int, all_logits: bool, tokens=None, embd=None) -> Optional[np.ndarray]:
@@ -277,7 +283,9 @@ class LLM:
             try:
                 batch.n_tokens = count
                 if embd is not None:
-                    ctypes.memmove(batch.embd, embd[start:start + count].ctypes.data, embd[start:start + count].nbytes)
+                    ctypes.memmove(
+                        batch.embd, embd[start : start + count].ctypes.data, embd[start : start + count].nbytes
+                    )
                 for i in range(count):
                     if tokens is not None:
                         batch.token[i] = tokens[start + i]

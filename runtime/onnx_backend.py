@@ -15,6 +15,7 @@ a warning and kept in :attr:`Session.placement`.
 Runs keep onnxruntime's log at its fatal level only: a failed run raises, and its message
 becomes our one-line :class:`~edge.errors.RuntimeFailure`.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -43,8 +44,9 @@ _FD2_LOCK = threading.Lock()
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 # 2024-01-01 12:00:00.123456789 [W:onnxruntime:logid, file.cc:123 Function] message
 _LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+ \[([VIWEF]):onnxruntime:[^,\]]*, ([^\]]*)\] ?(.*)$")
-_LEVELS = MappingProxyType({"V": logging.DEBUG, "I": logging.DEBUG, "W": logging.WARNING, "E": logging.ERROR,
-                           "F": logging.CRITICAL})
+_LEVELS = MappingProxyType(
+    {"V": logging.DEBUG, "I": logging.DEBUG, "W": logging.WARNING, "E": logging.ERROR, "F": logging.CRITICAL}
+)
 # session_state.cc VerifyEachNodeIsAssignedToAnEp, at the verbose level
 _PLACED = re.compile(r"(?:All nodes|Node\(s\)) placed on \[([^\]]+)\]\. Number of nodes: (\d+)")
 
@@ -101,13 +103,18 @@ def open_session(path: Path, options: OnnxOptions = OnnxOptions()) -> Session:
     available = ort.get_available_providers()
     missing = [p for p in options.provider_names if p not in available]
     if missing:
-        raise InputError(f"onnxruntime has no {', '.join(missing)} here "
-                         f"(has {', '.join(available)}; see `edge doctor`)")
+        raise InputError(
+            f"onnxruntime has no {', '.join(missing)} here (has {', '.join(available)}; see `edge doctor`)"
+        )
     session, failure = None, None
     with _stderr_captured() as lines:
         try:
-            session = ort.InferenceSession(str(path), sess_options=so, providers=list(options.provider_names),
-                                           provider_options=[dict(p.options) for p in options.providers])
+            session = ort.InferenceSession(
+                str(path),
+                sess_options=so,
+                providers=list(options.provider_names),
+                provider_options=[dict(p.options) for p in options.providers],
+            )
         except Exception as exc:  # onnxruntime raises its own exception types
             failure = exc
     placed = relay_log(lines, path.name)

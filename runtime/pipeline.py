@@ -4,6 +4,7 @@ The KV cache is kept between requests: each request is laid out as a sequence of
 items (token ids and image embeddings), the longest prefix already in the cache is
 kept, and only the rest is evaluated. A chat therefore only pays for its new turn.
 """
+
 from __future__ import annotations
 
 import time
@@ -13,20 +14,19 @@ from typing import Iterator, Optional, Sequence
 
 import numpy as np
 
-from edge.options import GenerateOptions, RuntimeOptions
 from edge.bundle import load_manifest
 from edge.errors import BundleError, ContextOverflowError, InputError, RuntimeFailure
-from edge.manifest import LLMSpec
-from edge.runtime.vision.embed_cache import EmbeddingCache, image_key
 from edge.events import Event, FinishEvent, Placement, Result, Timings, TokenEvent
-from edge.runtime.text.generate import TextDecoder, join, steps
-from edge.runtime.vision.image_io import load_image
-from edge.options import Budget
-from edge.runtime.vision.schemes import Layout, scheme_for
+from edge.manifest import LLMSpec
+from edge.options import Budget, GenerateOptions, RuntimeOptions
 from edge.runtime.llama_backend import LLM
+from edge.runtime.text.generate import TextDecoder, join, steps
 from edge.runtime.text.prompt import ImageSlot, Message, render_chat, split_prompt, starts_with_bos
 from edge.runtime.text.sampling import Sampler
+from edge.runtime.vision.embed_cache import EmbeddingCache, image_key
 from edge.runtime.vision.encoder import VisionEncoder
+from edge.runtime.vision.image_io import load_image
+from edge.runtime.vision.schemes import Layout, scheme_for
 
 
 @dataclass(frozen=True)
@@ -88,18 +88,24 @@ class Pipeline:
             self.speech = Transcriber(self.root, options.audio)
 
     # --- public API -----------------------------------------------------------------
-    def stream(self, prompt: str, images: Sequence = (), options: GenerateOptions = GenerateOptions(), audio: Sequence = ()) -> Iterator[Event]:
+    def stream(
+        self, prompt: str, images: Sequence = (), options: GenerateOptions = GenerateOptions(), audio: Sequence = ()
+    ) -> Iterator[Event]:
         """Answer one prompt (with images), streaming :class:`TokenEvent` then :class:`FinishEvent`.
 
         ``audio`` (files, or ``(samples, rate)`` arrays) is transcribed and appended to the prompt.
         """
         prompt = self.hear(prompt, audio)
         if options.template:
-            msgs = ([Message("system", options.system)] if options.system else []) + [Message("user", prompt, tuple(images))]
+            msgs = ([Message("system", options.system)] if options.system else []) + [
+                Message("user", prompt, tuple(images))
+            ]
             return self.stream_messages(msgs, options)
         return self._run(prompt, list(images), options, raw=True)
 
-    def generate(self, prompt: str, images: Sequence = (), options: GenerateOptions = GenerateOptions(), audio: Sequence = ()) -> Result:
+    def generate(
+        self, prompt: str, images: Sequence = (), options: GenerateOptions = GenerateOptions(), audio: Sequence = ()
+    ) -> Result:
         """Blocking form of :meth:`stream`."""
         return join(self.stream(prompt, images, options, audio))
 
@@ -112,7 +118,9 @@ class Pipeline:
         texts = [self.speech.transcribe(a).text for a in audio]
         return "\n".join(t for t in [prompt.strip(), *texts] if t)
 
-    def stream_messages(self, messages: Sequence[Message], options: GenerateOptions = GenerateOptions()) -> Iterator[Event]:
+    def stream_messages(
+        self, messages: Sequence[Message], options: GenerateOptions = GenerateOptions()
+    ) -> Iterator[Event]:
         """Answer a whole conversation rendered through the bundle's chat template."""
         text = render_chat(self.manifest.llm, self.manifest.prompt, messages)
         images = [img for msg in messages for img in msg.images]
@@ -294,11 +302,15 @@ def check_media_facts(spec: LLMSpec) -> None:
         BundleError: non-causal attention over media rows, or multi-axis positions (M-RoPE).
     """
     if spec.media_attention not in SUPPORTED_MEDIA_ATTENTION:
-        raise BundleError(f"the bundle's LLM attends to image rows with {spec.media_attention} attention; this "
-                          f"runtime runs {', '.join(SUPPORTED_MEDIA_ATTENTION)} attention only (upgrade edge)")
+        raise BundleError(
+            f"the bundle's LLM attends to image rows with {spec.media_attention} attention; this "
+            f"runtime runs {', '.join(SUPPORTED_MEDIA_ATTENTION)} attention only (upgrade edge)"
+        )
     if spec.media_positions not in SUPPORTED_MEDIA_POSITIONS:
-        raise BundleError(f"the bundle's LLM gives image rows {spec.media_positions!r} (multi-axis) positions; this "
-                          f"runtime gives {', '.join(SUPPORTED_MEDIA_POSITIONS)} positions only (upgrade edge)")
+        raise BundleError(
+            f"the bundle's LLM gives image rows {spec.media_positions!r} (multi-axis) positions; this "
+            f"runtime gives {', '.join(SUPPORTED_MEDIA_POSITIONS)} positions only (upgrade edge)"
+        )
 
 
 def _width(item, positions: str) -> int:
@@ -325,10 +337,16 @@ class ChatSession:
         self.system = system
         self.messages: list[Message] = []
 
-    def send(self, text: str, images: Sequence = (), options: GenerateOptions = GenerateOptions(), audio: Sequence = ()) -> Iterator[Event]:
+    def send(
+        self, text: str, images: Sequence = (), options: GenerateOptions = GenerateOptions(), audio: Sequence = ()
+    ) -> Iterator[Event]:
         """Add a user turn and stream the assistant's answer (recorded when it finishes); ``audio`` is transcribed into it."""
         text = self.pipeline.hear(text, audio)
-        msgs = ([Message("system", self.system)] if self.system else []) + self.messages + [Message("user", text, tuple(images))]
+        msgs = (
+            ([Message("system", self.system)] if self.system else [])
+            + self.messages
+            + [Message("user", text, tuple(images))]
+        )
         stream = self.pipeline.stream_messages(msgs, options)  # validates before anything is recorded
         self.messages.append(Message("user", text, tuple(images)))
         for ev in stream:

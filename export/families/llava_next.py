@@ -1,6 +1,7 @@
 """LLaVA-NeXT (transformers ``LlavaNextForConditionalGeneration``): the LLaVA tower and
 projector run per anyres tile; the runtime unpads the tile features and appends the
 learned ``image_newline`` row after each feature row, as ``pack_image_features`` does."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,11 +9,10 @@ from pathlib import Path
 import torch
 
 from edge.errors import ExportError
-from edge.preprocess import AnyresSlicing
-from edge.export.families.llava import (LlavaVision, prompt_layout, read_processor_config,
-                                        text_tensors, tokens_per_image)
+from edge.export.families.llava import LlavaVision, prompt_layout, read_processor_config, text_tensors, tokens_per_image
 from edge.export.llm_llama import LLAMA
 from edge.export.registry import FamilySpec, VisionPart
+from edge.preprocess import AnyresSlicing
 
 
 def reference_features(model, pixel_values: torch.Tensor) -> torch.Tensor:

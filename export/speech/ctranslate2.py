@@ -19,6 +19,7 @@ name mapping follows ``WhisperLoader``/``BartLoader`` in
 ``ctranslate2/converters/transformers.py``: self-attention q/k/v are fused into
 ``linear_0`` (k has no bias: its slice is zero), cross-attention k/v into ``linear_1``.
 """
+
 from __future__ import annotations
 
 import json
@@ -51,7 +52,7 @@ def is_ctranslate2_dir(path: Path) -> bool:
     if len(head) < 6 or not 1 <= struct.unpack("<I", head[:4])[0] <= 64:
         return False
     n = struct.unpack("<H", head[4:6])[0]
-    name = head[6:6 + n].rstrip(b"\0")
+    name = head[6 : 6 + n].rstrip(b"\0")
     return 0 < n <= 128 and name.isascii() and name.endswith(b"Spec")
 
 
@@ -63,7 +64,7 @@ class _Reader:
     def take(self, n: int) -> np.ndarray:
         if self.pos + n > self.data.size:
             raise ExportError(f"{MODEL_BIN} is truncated (needs {self.pos + n} bytes, has {self.data.size})")
-        out = self.data[self.pos:self.pos + n]
+        out = self.data[self.pos : self.pos + n]
         self.pos += n
         return out
 
@@ -156,9 +157,9 @@ def whisper_state_dict(variables: dict[str, np.ndarray]) -> tuple[dict[str, np.n
         b = _float(variables, src + "/bias")
         n = w.shape[0] // len(dsts)
         for i, dst in enumerate(dsts):
-            sd[dst + ".weight"] = w[i * n:(i + 1) * n]
+            sd[dst + ".weight"] = w[i * n : (i + 1) * n]
             if not dst.endswith("k_proj"):  # Whisper's k projections have no bias
-                sd[dst + ".bias"] = b[i * n:(i + 1) * n]
+                sd[dst + ".bias"] = b[i * n : (i + 1) * n]
 
     for stack in ("encoder", "decoder"):
         hf = f"model.{stack}"
@@ -206,7 +207,9 @@ def _token(ids: dict[str, int], text: str) -> int:
     return ids[text]
 
 
-def whisper_configs(variables: dict[str, np.ndarray], ct2_config: dict[str, Any], tokens: list[str]) -> tuple[dict, dict]:
+def whisper_configs(
+    variables: dict[str, np.ndarray], ct2_config: dict[str, Any], tokens: list[str]
+) -> tuple[dict, dict]:
     """``(config.json, generation_config.json)`` of the equivalent transformers checkpoint."""
     act = variables.get("decoder/activation")
     if act is not None and int(act) != _GELU:
@@ -263,7 +266,10 @@ def whisper_configs(variables: dict[str, np.ndarray], ct2_config: dict[str, Any]
         generation["alignment_heads"] = [list(h) for h in ct2_config["alignment_heads"]]
     if multilingual:
         generation["lang_to_id"] = {f"<|{k}|>": v for k, v in langs.items()}
-        generation["task_to_id"] = {"transcribe": _token(ids, "<|transcribe|>"), "translate": _token(ids, "<|translate|>")}
+        generation["task_to_id"] = {
+            "transcribe": _token(ids, "<|transcribe|>"),
+            "translate": _token(ids, "<|translate|>"),
+        }
     return config, generation
 
 
@@ -278,7 +284,9 @@ def convert(src: Path, dst: Path) -> Path:
     if not (src / "tokenizer.json").is_file():
         raise ExportError(f"{src} has no tokenizer.json (needed for the Whisper vocabulary)")
     try:
-        ct2_config = json.loads((src / "config.json").read_text(encoding="utf-8")) if (src / "config.json").is_file() else {}
+        ct2_config = (
+            json.loads((src / "config.json").read_text(encoding="utf-8")) if (src / "config.json").is_file() else {}
+        )
     except (OSError, json.JSONDecodeError) as exc:
         raise ExportError(f"cannot read {src / 'config.json'}: {exc}") from None
     tokens = _vocabulary(src)
@@ -286,7 +294,9 @@ def convert(src: Path, dst: Path) -> Path:
     sd, tied = whisper_state_dict(variables)
     config["tie_word_embeddings"] = tied
     dst.mkdir(parents=True, exist_ok=True)
-    save_file({k: np.ascontiguousarray(v) for k, v in sd.items()}, str(dst / "model.safetensors"), metadata={"format": "pt"})
+    save_file(
+        {k: np.ascontiguousarray(v) for k, v in sd.items()}, str(dst / "model.safetensors"), metadata={"format": "pt"}
+    )
     (dst / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
     (dst / "generation_config.json").write_text(json.dumps(generation, indent=2), encoding="utf-8")
     (dst / "tokenizer.json").write_bytes((src / "tokenizer.json").read_bytes())

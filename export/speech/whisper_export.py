@@ -5,6 +5,7 @@ tokens and decoding rules from the generation config, trace the two graphs
 (``whisper_onnx``), then check parity against transformers on a probe window: the
 encoder's outputs, and greedy tokens of our runtime against ``transformers.generate``.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -17,14 +18,13 @@ import numpy as np
 from edge import __version__
 from edge.bundle import write_bundle
 from edge.errors import ExportError
-from edge.manifest import AudioFeatures, AudioSpec, Manifest, SpeechTokens
-from edge.runtime.speech.mel import log_mel
-from edge.options import OnnxOptions
 from edge.export.source import load_hf
-from edge.options import TranscribeOptions
-from edge.runtime.speech.transcribe import WhisperGraphs, greedy_decode
 from edge.export.speech import whisper_onnx as graphs
 from edge.export.vision_onnx import store_weights_f16
+from edge.manifest import AudioFeatures, AudioSpec, Manifest, SpeechTokens
+from edge.options import OnnxOptions, TranscribeOptions
+from edge.runtime.speech.mel import log_mel
+from edge.runtime.speech.transcribe import WhisperGraphs, greedy_decode
 
 # max |onnxruntime - torch| of the encoder outputs, relative to their largest magnitude
 ENCODER_RTOL = {"f32": 1e-4, "f16": 2e-2}
@@ -110,7 +110,9 @@ def _features(path: Path, config) -> AudioFeatures:
     )
     frames = feats.chunk_length * feats.sample_rate // feats.hop_length
     if frames != 2 * int(config.max_source_positions):
-        raise ExportError(f"a {feats.chunk_length} s window gives {frames} frames; the encoder takes {2 * config.max_source_positions}")
+        raise ExportError(
+            f"a {feats.chunk_length} s window gives {frames} frames; the encoder takes {2 * config.max_source_positions}"
+        )
     return feats
 
 
@@ -144,7 +146,9 @@ def speech_tokens(config, gen, tok) -> SpeechTokens:
         timestamp_begin=notimestamps + 1,
         languages=langs,
         suppress=[int(t) for t in (getattr(gen, "suppress_tokens", None) or config.suppress_tokens or [])],
-        suppress_at_begin=[int(t) for t in (getattr(gen, "begin_suppress_tokens", None) or config.begin_suppress_tokens or [])],
+        suppress_at_begin=[
+            int(t) for t in (getattr(gen, "begin_suppress_tokens", None) or config.begin_suppress_tokens or [])
+        ],
         max_initial_timestamp_index=getattr(gen, "max_initial_timestamp_index", None),
     )
 
@@ -186,13 +190,17 @@ def whisper_parity(model, bundle: Path, spec: AudioSpec, dtype: str, backend: On
     transformers.logging.set_verbosity_error()  # generate() logs notes about its defaults
     try:
         with torch.no_grad():
-            seq = model.generate(torch.from_numpy(feats[None]), max_new_tokens=PARITY_TOKENS, return_timestamps=False, **kwargs)
+            seq = model.generate(
+                torch.from_numpy(feats[None]), max_new_tokens=PARITY_TOKENS, return_timestamps=False, **kwargs
+            )
     finally:
         transformers.logging.set_verbosity(verbosity)
     eot = spec.tokens.eot
     tokens_ref = [int(x) for x in seq[0].tolist() if x < spec.tokens.sot or x >= spec.tokens.timestamp_begin]
     tokens_ref = tokens_ref[: tokens_ref.index(eot)] if eot in tokens_ref else tokens_ref
-    matched = next((i for i, (a, b) in enumerate(zip(tokens_ours, tokens_ref)) if a != b), min(len(tokens_ours), len(tokens_ref)))
+    matched = next(
+        (i for i, (a, b) in enumerate(zip(tokens_ours, tokens_ref)) if a != b), min(len(tokens_ours), len(tokens_ref))
+    )
     figures = {
         "audio_encoder_max_abs_diff": enc_diff,
         "audio_encoder_ref_max_abs": enc_scale,
@@ -200,7 +208,9 @@ def whisper_parity(model, bundle: Path, spec: AudioSpec, dtype: str, backend: On
         "audio_greedy_tokens_compared": max(len(tokens_ours), len(tokens_ref)),
     }
     if not enc_diff <= ENCODER_RTOL[dtype] * max(enc_scale, 1.0):
-        raise ExportError(f"audio encoder parity failed: max |onnx - torch| = {enc_diff:.3g} (outputs up to {enc_scale:.3g})")
+        raise ExportError(
+            f"audio encoder parity failed: max |onnx - torch| = {enc_diff:.3g} (outputs up to {enc_scale:.3g})"
+        )
     if dtype == "f32" and tokens_ours != tokens_ref:
         raise ExportError(f"audio decoder parity failed: greedy tokens differ from transformers after {matched} tokens")
     return figures

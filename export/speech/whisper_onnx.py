@@ -21,6 +21,7 @@ We export with ``torch.onnx`` rather than optimum-onnx's Whisper config: optimum
 layout is three graphs (or two decoders merged under an ``If``) with the cross K/V
 computed in the decoder, and optimum-onnx 0.1 caps transformers below 4.58.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -148,7 +149,7 @@ class DecoderGraph(nn.Module):
 
     def forward(self, input_ids, *cache):
         n = self.n
-        self_k, self_v, cross_k, cross_v = (cache[i * n:(i + 1) * n] for i in range(4))
+        self_k, self_v, cross_k, cross_v = (cache[i * n : (i + 1) * n] for i in range(4))
         dec = self.decoder
         past = self_k[0].shape[2]
         t = input_ids.shape[1]
@@ -206,9 +207,9 @@ def export_graphs(model, out_dir: Path) -> None:
     dec_in = _names(kv, DECODER_IO, DECODER_INPUTS)
     dec_out = _names(kv, DECODER_IO, DECODER_OUTPUTS)
     axes: dict = {dec_in[0]: {0: "batch", 1: "tokens"}, dec_out[0]: {0: "batch"}}
-    for name in dec_in[1:1 + 2 * kv.layers]:
+    for name in dec_in[1 : 1 + 2 * kv.layers]:
         axes[name] = {0: "batch", 2: "past"}
-    for name in dec_in[1 + 2 * kv.layers:]:
+    for name in dec_in[1 + 2 * kv.layers :]:
         axes[name] = {0: "batch"}
     for name in dec_out[1:]:
         axes[name] = {0: "batch", 2: "positions"}
@@ -260,8 +261,15 @@ def _trace(module: nn.Module, args: tuple, path: Path, inputs: list[str], output
         warnings.simplefilter("ignore")
         try:
             torch.onnx.export(
-                module, args, str(path), input_names=inputs, output_names=outputs, dynamic_axes=axes,
-                opset_version=OPSET, do_constant_folding=True, dynamo=False,
+                module,
+                args,
+                str(path),
+                input_names=inputs,
+                output_names=outputs,
+                dynamic_axes=axes,
+                opset_version=OPSET,
+                do_constant_folding=True,
+                dynamo=False,
             )
         except Exception as exc:  # the exporter raises many kinds; report one line
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

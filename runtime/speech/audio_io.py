@@ -8,6 +8,7 @@ its exact input time, low-passed at the lower of the two Nyquist rates. The filt
 table has one row per output phase (``L`` rows for a rational ratio ``L/M``), and the
 stream is processed block by block with identical results to a one-shot call.
 """
+
 from __future__ import annotations
 
 import math
@@ -147,7 +148,7 @@ def _stream_array(samples, rate: int, sample_rate: int, block_seconds: float) ->
     rs = Resampler(rate, sample_rate)
     step = max(1, int(block_seconds * rate))
     for i in range(0, x.size, step):
-        out = rs.process(x[i:i + step])
+        out = rs.process(x[i : i + step])
         if out.size:
             yield out
     tail = rs.flush()
@@ -162,7 +163,9 @@ def load_audio(src: AudioInput, sample_rate: int = 16000, max_seconds: float = 3
     for block in stream_audio(src, sample_rate):
         total += block.size
         if total > limit:
-            raise AudioError(f"the audio is longer than {max_seconds:.0f} s; stream it instead (edge transcribe streams files)")
+            raise AudioError(
+                f"the audio is longer than {max_seconds:.0f} s; stream it instead (edge transcribe streams files)"
+            )
         parts.append(block)
     return np.concatenate(parts) if parts else np.zeros(0, np.float32)
 
@@ -176,9 +179,9 @@ class Resampler:
     """
 
     ZERO_CROSSINGS = 16  # half-width of the sinc in zero crossings of the lower rate
-    ROLLOFF = 0.94       # pass band edge as a fraction of the lower Nyquist rate
-    BETA = 8.6           # Kaiser window shape: about 90 dB stop-band attenuation
-    CHUNK = 8192         # outputs computed per vectorised step (bounds temporary memory)
+    ROLLOFF = 0.94  # pass band edge as a fraction of the lower Nyquist rate
+    BETA = 8.6  # Kaiser window shape: about 90 dB stop-band attenuation
+    CHUNK = 8192  # outputs computed per vectorised step (bounds temporary memory)
 
     def __init__(self, src_rate: int, dst_rate: int) -> None:
         self.src, self.dst = check_rate(src_rate), check_rate(dst_rate)

@@ -5,6 +5,7 @@ call); :class:`WavSource` replays a file at real-time pace against a :class:`Clo
 tests can run a minute of "live" audio in milliseconds with a :class:`ManualClock`.
 A microphone source lives in ``edge.apps`` (the only layer that opens devices).
 """
+
 from __future__ import annotations
 
 import threading
@@ -28,7 +29,7 @@ class RingBuffer:
         if capacity <= 0:
             raise InputError("ring buffer capacity must be positive")
         self._buf = np.zeros(capacity, np.float32)
-        self._start = 0   # index of the oldest sample
+        self._start = 0  # index of the oldest sample
         self._size = 0
         self._lock = threading.Lock()
         self.dropped = 0
@@ -58,7 +59,7 @@ class RingBuffer:
                 self._size -= over
             end = (self._start + self._size) % cap
             first = min(x.size, cap - end)
-            self._buf[end:end + first] = x[:first]
+            self._buf[end : end + first] = x[:first]
             self._buf[: x.size - first] = x[first:]
             self._size += x.size
 

@@ -6,6 +6,7 @@ window's tokens into timed segments and choosing where the next window starts), 
 order transformers' ``WhisperForConditionalGeneration.generate`` applies them, so greedy
 tokens match ``transformers.generate`` exactly.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -58,7 +59,7 @@ def _timestamp_rules(out: np.ndarray, seq: list[int], tokens: SpeechTokens) -> N
     if not seq:
         out[:begin] = NEG_INF  # a window starts with a timestamp
         if tokens.max_initial_timestamp_index is not None:
-            out[begin + tokens.max_initial_timestamp_index + 1:] = NEG_INF
+            out[begin + tokens.max_initial_timestamp_index + 1 :] = NEG_INF
     # if the timestamps together are likelier than any text token, take a timestamp
     logprobs = log_softmax(out)
     stamp_mass = np.logaddexp.reduce(logprobs[begin:])
@@ -115,7 +116,9 @@ def bytes_to_unicode() -> dict[int, str]:
     Printable Latin-1 bytes map to themselves; the other 68 bytes map to the
     characters from U+0100 upwards, in byte order.
     """
-    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    keep = (
+        list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    )
     table, extra = {}, 0
     for b in range(256):
         if b in keep:

@@ -14,6 +14,7 @@ instead of letting latency grow without bound. Two ways to cut:
 
 Capture sources, the ring buffer and clocks are in :mod:`edge.runtime.speech.capture`.
 """
+
 from __future__ import annotations
 
 import math
@@ -55,8 +56,13 @@ class Dropped:
 Event = Union[Utterance, Dropped]
 
 
-def stream_events(source: AudioSource, options: StreamOptions = StreamOptions(), clock: Clock = SystemClock(),
-                  poll_s: float = 0.05, timeout_s: Optional[float] = None) -> Iterator[Event]:
+def stream_events(
+    source: AudioSource,
+    options: StreamOptions = StreamOptions(),
+    clock: Clock = SystemClock(),
+    poll_s: float = 0.05,
+    timeout_s: Optional[float] = None,
+) -> Iterator[Event]:
     """Utterances (and drop warnings) from a live source, until it is finished or the caller stops.
 
     The caller transcribes each utterance before asking for the next; the audio that
@@ -100,14 +106,14 @@ class Segmenter:
         self.o = options
         self.rate = options.sample_rate
         self.frame = int(FRAME_S * self.rate)
-        self.t = 0                      # samples seen (absolute stream position)
+        self.t = 0  # samples seen (absolute stream position)
         alpha = 1.0 / (1.0 + 2 * math.pi * 100.0 / self.rate)
         self._hp_taps = alpha ** (np.arange(int(math.log(1e-6) / math.log(alpha)) + 1) + 1)
         self._hp_hist = np.zeros(self._hp_taps.size)  # recent input differences (filter state)
         self._hp_last = 0.0
         self._noise_db = -90.0
         self._partial = np.zeros(0, np.float32)  # samples not yet a whole frame
-        self._audio = np.zeros(0, np.float32)    # VAD: audio kept for the utterance (with pre-roll)
+        self._audio = np.zeros(0, np.float32)  # VAD: audio kept for the utterance (with pre-roll)
         self._audio_start = 0
         self._speech_start: Optional[int] = None
         self._last_voice = 0
@@ -166,7 +172,9 @@ class Segmenter:
         return out
 
     def _window(self, final: bool) -> Utterance:
-        u = Utterance(self._line.copy(), self._line_start / self.rate, (self._line_start + self._line.size) / self.rate, final)
+        u = Utterance(
+            self._line.copy(), self._line_start / self.rate, (self._line_start + self._line.size) / self.rate, final
+        )
         if final:
             keep = int(self.o.keep_s * self.rate)
             cut = max(0, self._line.size - keep)
@@ -225,12 +233,14 @@ class Segmenter:
         d = np.diff(np.concatenate([[self._hp_last], x.astype(np.float64)]))
         self._hp_last = float(x[-1])
         full = np.concatenate([self._hp_hist, d])
-        y = np.convolve(full, self._hp_taps)[self._hp_hist.size:full.size]
-        self._hp_hist = full[-self._hp_taps.size:]
+        y = np.convolve(full, self._hp_taps)[self._hp_hist.size : full.size]
+        self._hp_hist = full[-self._hp_taps.size :]
         levels = 10 * np.log10(np.mean(y.reshape(-1, self.frame) ** 2, axis=1) + 1e-12)
         out = []
         for level in levels:
             out.append(bool(level > max(self.o.threshold_db, self._noise_db + self.o.margin_db)))
             # the noise floor follows quiet frames down at once and creeps up slowly (3 dB/s)
-            self._noise_db = level if level < self._noise_db else self._noise_db + min(level - self._noise_db, 3.0 * FRAME_S)
+            self._noise_db = (
+                level if level < self._noise_db else self._noise_db + min(level - self._noise_db, 3.0 * FRAME_S)
+            )
         return out

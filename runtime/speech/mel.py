@@ -7,6 +7,7 @@ Auditory Toolbox, as in librosa), ``log10`` with a floor, then a dynamic-range f
 ``max - 8`` and the affine map ``(x + 4) / 4``. The last STFT frame is dropped, so 30 s
 at 16 kHz gives exactly 3000 frames.
 """
+
 from __future__ import annotations
 
 from functools import lru_cache

@@ -8,6 +8,7 @@ OpenAI's ``transcribe`` does; windows of digital silence are skipped undecoded, 
 window the model itself calls silent (no-speech probability above the threshold with
 a low average log-probability) yields no segment.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,18 +19,16 @@ from typing import Callable, Iterator, Optional
 
 import numpy as np
 
-from edge.events import Segment, Transcript
-from edge.options import TranscribeOptions
 from edge.bundle import load_manifest
 from edge.errors import BundleError, InputError, RuntimeFailure
+from edge.events import Placement, Segment, Transcript
 from edge.manifest import AudioSpec
+from edge.options import OnnxOptions, TranscribeOptions
 from edge.progress import NullProgress
-from edge.runtime.speech.audio_io import AudioInput, audio_info, stream_audio
-from edge.runtime.speech.mel import log_mel, n_window_samples
-from edge.events import Placement
-from edge.options import OnnxOptions
 from edge.runtime.onnx_backend import open_session
+from edge.runtime.speech.audio_io import AudioInput, audio_info, stream_audio
 from edge.runtime.speech.decode_rules import Vocabulary, apply_rules, log_softmax, split_window
+from edge.runtime.speech.mel import log_mel, n_window_samples
 
 
 class WhisperGraphs:
@@ -46,14 +45,20 @@ class WhisperGraphs:
         kv, enc, dec = spec.kv_cache, spec.encoder_io, spec.decoder_io
 
         def names(role_io: dict, *roles: str) -> list[str]:
-            return [n for r in roles for n in (kv.names(role_io[r].name) if "{layer}" in role_io[r].name else [role_io[r].name])]
+            return [
+                n
+                for r in roles
+                for n in (kv.names(role_io[r].name) if "{layer}" in role_io[r].name else [role_io[r].name])
+            ]
 
         self._enc_in = enc["input_features"].name
         self._enc_out = names(enc, "cross_k", "cross_v")
         self._dec_in = names(dec, "input_ids", "self_k", "self_v", "cross_k", "cross_v")
         self._dec_out = names(dec, "logits", "new_self_k", "new_self_v")
-        for sess, wanted, name in ((self.encoder, [self._enc_in] + self._enc_out, spec.encoder),
-                                   (self.decoder, self._dec_in + self._dec_out, spec.decoder)):
+        for sess, wanted, name in (
+            (self.encoder, [self._enc_in] + self._enc_out, spec.encoder),
+            (self.decoder, self._dec_in + self._dec_out, spec.decoder),
+        ):
             have = {t.name for t in sess.get_inputs()} | {t.name for t in sess.get_outputs()}
             missing = [n for n in wanted if n not in have]
             if missing:
@@ -70,7 +75,9 @@ class WhisperGraphs:
         try:
             return tuple(self.encoder.run(self._enc_out, feed))
         except Exception as exc:
-            raise RuntimeFailure(f"audio encoder failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+            raise RuntimeFailure(
+                f"audio encoder failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+            ) from None
 
     def empty_cache(self) -> tuple[np.ndarray, ...]:
         """A self-attention cache with no positions."""
@@ -84,7 +91,9 @@ class WhisperGraphs:
         try:
             logits, *grown = self.decoder.run(self._dec_out, dict(zip(self._dec_in, values)))
         except Exception as exc:
-            raise RuntimeFailure(f"audio decoder failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+            raise RuntimeFailure(
+                f"audio decoder failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+            ) from None
         return logits[0], tuple(grown)
 
 
@@ -120,14 +129,18 @@ class Transcriber:
         return self.spec.features.sample_rate
 
     # --- public API -----------------------------------------------------------------
-    def transcribe(self, audio: AudioInput, options: TranscribeOptions = TranscribeOptions(), progress=NullProgress()) -> Transcript:
+    def transcribe(
+        self, audio: AudioInput, options: TranscribeOptions = TranscribeOptions(), progress=NullProgress()
+    ) -> Transcript:
         """Transcribe a file or an array (``(samples, rate)``, or samples at :attr:`sample_rate`).
 
         ``progress`` (the :mod:`edge.progress` interface) counts seconds of audio done.
         """
         t0 = time.perf_counter()
         run = _Run(options.language)
-        with progress.bar(int(np.ceil(_seconds(audio, self.sample_rate))), "transcribing (seconds of audio)") as advance:
+        with progress.bar(
+            int(np.ceil(_seconds(audio, self.sample_rate))), "transcribing (seconds of audio)"
+        ) as advance:
             run.advance = advance
             segments = list(self.segments(audio, options, run))
         return Transcript(
@@ -139,7 +152,9 @@ class Transcriber:
             timings=dict(run.timings),
         )
 
-    def segments(self, audio: AudioInput, options: TranscribeOptions = TranscribeOptions(), run: Optional["_Run"] = None) -> Iterator[Segment]:
+    def segments(
+        self, audio: AudioInput, options: TranscribeOptions = TranscribeOptions(), run: Optional["_Run"] = None
+    ) -> Iterator[Segment]:
         """Timed segments as each 30 s window is decoded; memory stays bounded for any length."""
         self._check(options)
         run = run or _Run(options.language)
@@ -186,7 +201,9 @@ class Transcriber:
         if options.task == "translate" and not self.spec.multilingual:
             raise InputError(f"{self.name} is an English-only model; it cannot translate")
 
-    def _window(self, chunk: np.ndarray, offset_s: float, options: TranscribeOptions, run: "_Run") -> tuple[list[Segment], float]:
+    def _window(
+        self, chunk: np.ndarray, offset_s: float, options: TranscribeOptions, run: "_Run"
+    ) -> tuple[list[Segment], float]:
         rate = self.sample_rate
         window_s = chunk.size / rate
         if options.silence_db is not None:
@@ -205,14 +222,20 @@ class Transcriber:
         run.timings["decoder_ms"] += (t3 - t2) * 1000
         run.windows += 1
         avg = logprob_sum / (len(generated) + 1)
-        if options.no_speech_threshold is not None and no_speech > options.no_speech_threshold and avg < options.logprob_threshold:
+        if (
+            options.no_speech_threshold is not None
+            and no_speech > options.no_speech_threshold
+            and avg < options.logprob_threshold
+        ):
             return [], window_s
         split = split_window(generated, self.spec.tokens, window_s, options.timestamps)
         segments = []
         for start, end, toks in split.pieces:
             text = self.vocab.decode([t for t in toks if t < self.spec.tokens.eot])
             if text.strip():
-                segments.append(Segment(round(offset_s + start, 3), round(offset_s + end, 3), text, toks, avg, no_speech))
+                segments.append(
+                    Segment(round(offset_s + start, 3), round(offset_s + end, 3), text, toks, avg, no_speech)
+                )
         return segments, split.consumed_s
 
 
@@ -239,7 +262,9 @@ def _seconds(audio: AudioInput, rate: int) -> float:
         return 0.0
 
 
-def greedy_decode(graphs: WhisperGraphs, cross: tuple, options: TranscribeOptions, language: Optional[str] = None) -> tuple[list[int], float, float, Optional[str]]:
+def greedy_decode(
+    graphs: WhisperGraphs, cross: tuple, options: TranscribeOptions, language: Optional[str] = None
+) -> tuple[list[int], float, float, Optional[str]]:
     """Greedy tokens of one encoded window under Whisper's rules.
 
     Returns the generated tokens (no prompt, no end of text), the sum of their

@@ -1,5 +1,6 @@
 """Generation, layered: a step iterator of token ids, a stream of typed events, and a
 blocking call that only joins the stream."""
+
 from __future__ import annotations
 
 import codecs
@@ -7,8 +8,8 @@ from typing import Callable, Iterable, Iterator, Optional
 
 import numpy as np
 
-from edge.events import Event, FinishEvent, Result
 from edge.errors import InputError
+from edge.events import Event, FinishEvent, Result
 
 
 def steps(

@@ -3,6 +3,7 @@
 A prompt becomes a list of chunks: token ids for text and an image index for each
 image, placed where the family's marker (``<image>`` for LLaVA) stands.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -57,7 +58,9 @@ def _content(msg: Message, layout: PromptLayout) -> Any:
     return msg.text
 
 
-def render_chat(llm: LLMSpec, layout: PromptLayout, messages: Sequence[Message], add_generation_prompt: bool = True) -> str:
+def render_chat(
+    llm: LLMSpec, layout: PromptLayout, messages: Sequence[Message], add_generation_prompt: bool = True
+) -> str:
     """Render the bundle's chat template over ``messages`` with image markers in place."""
     if not llm.chat_template:
         raise InputError("this bundle has no chat template; send a raw prompt with --no-template")
@@ -78,7 +81,11 @@ def detect_content_format(template: str, marker: str) -> str:
     """``parts`` if the template renders list content (image parts), else ``string``."""
     probe = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "PROBE-TEXT"}]}]
     try:
-        out = _environment().from_string(template).render(messages=probe, add_generation_prompt=True, bos_token="", eos_token="")
+        out = (
+            _environment()
+            .from_string(template)
+            .render(messages=probe, add_generation_prompt=True, bos_token="", eos_token="")
+        )
     except Exception:  # a string-only template fails on list content one way or another
         return "string"
     return "parts" if "PROBE-TEXT" in out and marker in out else "string"

@@ -1,6 +1,6 @@
 """Next-token sampling on the host: greedy, or temperature / top-k / top-p with a seed."""
-from __future__ import annotations
 
+from __future__ import annotations
 
 import numpy as np
 

@@ -26,6 +26,7 @@ every filter). It is not used when the height shrinks, because Pillow 13 then ma
 the vertical pass first (python-pillow/Pillow#9549) by a rule not reproduced here;
 such canvases are smaller than the source anyway.
 """
+
 from __future__ import annotations
 
 import math
@@ -117,8 +118,7 @@ def apply_clip(image: Image.Image, plan: ClipPlan, pp: ImagePreprocess) -> np.nd
     """
     if tuple(image.size) != plan.source:
         raise InputError(
-            f"image is {image.width}x{image.height} but the plan was made for "
-            f"{plan.source[0]}x{plan.source[1]}"
+            f"image is {image.width}x{image.height} but the plan was made for {plan.source[0]}x{plan.source[1]}"
         )
     rgb = image if image.mode == "RGB" else image.convert("RGB")
     pixels = _resized_crop(rgb, plan, pp.resample.lower())
@@ -163,15 +163,12 @@ def _shortest_edge_size(width: int, height: int, size: int) -> tuple[int, int]:
 def _check_params(pp: ImagePreprocess) -> None:
     if pp.resample.lower() not in RESAMPLE_FILTERS:
         raise BundleError(
-            f"image preprocess resample {pp.resample!r} is unknown; "
-            f"use one of {', '.join(RESAMPLE_FILTERS)}"
+            f"image preprocess resample {pp.resample!r} is unknown; use one of {', '.join(RESAMPLE_FILTERS)}"
         )
     if pp.do_resize and pp.shortest_edge < 1:
         raise BundleError(f"image preprocess shortest_edge must be >= 1, got {pp.shortest_edge}")
     if pp.do_center_crop and (pp.crop_width < 1 or pp.crop_height < 1):
-        raise BundleError(
-            f"image preprocess crop must be >= 1x1, got {pp.crop_width}x{pp.crop_height}"
-        )
+        raise BundleError(f"image preprocess crop must be >= 1x1, got {pp.crop_width}x{pp.crop_height}")
     if pp.do_normalize and (len(pp.mean) != 3 or len(pp.std) != 3 or 0.0 in pp.std):
         raise BundleError("image preprocess mean and std must hold 3 values, std non-zero")
 

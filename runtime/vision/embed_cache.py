@@ -1,4 +1,5 @@
 """A bounded cache of encoded images keyed by image content, budget and bundle."""
+
 from __future__ import annotations
 
 import hashlib

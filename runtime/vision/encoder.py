@@ -1,4 +1,5 @@
 """The vision tower + projector graph: pixel values -> embedding rows, one tile per run."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,8 +7,8 @@ from pathlib import Path
 import numpy as np
 
 from edge.errors import RuntimeFailure
-from edge.manifest import VisionSpec
 from edge.events import Placement
+from edge.manifest import VisionSpec
 from edge.options import OnnxOptions
 from edge.runtime.onnx_backend import open_session
 
@@ -40,7 +41,7 @@ class VisionEncoder:
         step = fixed if fixed > 0 else 1
         parts = []
         for i in range(0, x.shape[0], step):
-            chunk = x[i:i + step]
+            chunk = x[i : i + step]
             if len(chunk) < step:
                 chunk = np.concatenate([chunk, np.zeros((step - len(chunk), *x.shape[1:]), np.float32)])
             parts.append(self._run(chunk)[: min(step, x.shape[0] - i)])

@@ -10,6 +10,7 @@ decoded, and the image is decoded completely so that a truncated file fails here
 not later. No global PIL state is changed (``ImageFile.LOAD_TRUNCATED_IMAGES`` and
 ``Image.MAX_IMAGE_PIXELS`` are only read).
 """
+
 from __future__ import annotations
 
 import io
@@ -98,9 +99,7 @@ def _from_array(array: np.ndarray, max_pixels: int) -> Image.Image:
     elif array.ndim == 3 and array.shape[2] == 3:
         mode = "RGB"
     else:
-        raise ImageError(
-            f"image array has shape {tuple(array.shape)}; expected (H, W, 3) RGB or (H, W) grey"
-        )
+        raise ImageError(f"image array has shape {tuple(array.shape)}; expected (H, W, 3) RGB or (H, W) grey")
     height, width = int(array.shape[0]), int(array.shape[1])
     _check_size(width, height, "the image array", max_pixels)
     image = Image.fromarray(np.ascontiguousarray(array), mode=mode)
@@ -117,9 +116,7 @@ def _decode(stream: Any, name: str, max_pixels: int) -> Image.Image:
         except Image.DecompressionBombError as exc:
             raise ImageError(f"{name} is too large to decode safely: {exc}") from None
         except Image.UnidentifiedImageError:
-            raise ImageError(
-                f"{name} is not an image file (no installed decoder recognises its contents)"
-            ) from None
+            raise ImageError(f"{name} is not an image file (no installed decoder recognises its contents)") from None
         except Exception as exc:  # PIL plugins raise assorted types for corrupt headers
             raise ImageError(f"{name} has a corrupt image header: {_reason(exc)}") from None
         with image:

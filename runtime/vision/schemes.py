@@ -6,6 +6,7 @@ pixel values, and, once the vision graph has encoded them, lays the resulting
 embedding blocks out between the family's text tokens (row/column markers,
 newlines, a global image). The pipeline does not know any family.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -15,13 +16,13 @@ from typing import Any, Callable, Protocol
 import numpy as np
 from PIL import Image
 
-from edge.options import Budget
 from edge.errors import BundleError, InputError
 from edge.manifest import VisionSpec
-from edge.runtime.vision.clip import clip_pixel_values
-from edge.runtime.vision.slice_common import Layout, plan_to_dict
+from edge.options import Budget
 from edge.preprocess import AnyresSlicing, Idefics3Slicing
+from edge.runtime.vision.clip import clip_pixel_values
 from edge.runtime.vision.slice_anyres import apply_anyres, pack_anyres_features, plan_anyres
+from edge.runtime.vision.slice_common import Layout, plan_to_dict
 from edge.runtime.vision.slice_idefics3 import apply_idefics3, idefics3_layout, plan_idefics3
 
 
@@ -70,8 +71,11 @@ def _params(spec: VisionSpec, cls: type) -> Any:
 
 
 def _limits(budget: Budget) -> dict:
-    return {"max_tiles": budget.max_tiles, "max_image_tokens": budget.max_image_tokens,
-            "max_upscale": budget.max_upscale}
+    return {
+        "max_tiles": budget.max_tiles,
+        "max_image_tokens": budget.max_image_tokens,
+        "max_upscale": budget.max_upscale,
+    }
 
 
 class Idefics3Scheme:

@@ -27,6 +27,7 @@ Under a budget the pinpoints are restricted to those whose plan fits, and the be
 them is selected as above; when none fits, the plan is the base image alone (the
 model's single-patch branch: base features then one newline).
 """
+
 from __future__ import annotations
 
 import math
@@ -36,6 +37,7 @@ from typing import Optional
 import numpy as np
 from PIL import Image
 
+from edge.checks import check_int
 from edge.errors import InputError
 from edge.preprocess import AnyresSlicing, ImagePreprocess
 
@@ -110,8 +112,8 @@ def plan_anyres(
         InputError: a size below 1x1, a bad limit, or ``max_image_tokens`` below the
             base image's features plus its newline.
     """
-    common.check_int("image width", width)
-    common.check_int("image height", height)
+    check_int("image width", width)
+    check_int("image height", height)
     common.check_limits(max_tiles, max_image_tokens, max_upscale)
     common.check_minimum(params.tokens_per_tile + 1, max_image_tokens, "the base image alone")
     source = (int(width), int(height))
@@ -121,9 +123,8 @@ def plan_anyres(
         return first
     allowed = [p for p in params.grid_pinpoints if _fits(_plan(source, params, tuple(p)), limits)]
     plan = _plan(source, params, select_best_resolution(height, width, allowed) if allowed else None)
-    reason = (
-        f"{common.limits_text(*limits)}: grid {first.grid[0]}x{first.grid[1]} -> "
-        f"{plan.grid[0]}x{plan.grid[1]}" + ("" if allowed else " (base image only)")
+    reason = f"{common.limits_text(*limits)}: grid {first.grid[0]}x{first.grid[1]} -> {plan.grid[0]}x{plan.grid[1]}" + (
+        "" if allowed else " (base image only)"
     )
     return replace(plan, budget_applied=True, reason=reason)
 
@@ -187,8 +188,7 @@ def pack_anyres_features(
     dim = newline.shape[-1] if newline.ndim == 1 else -1
     if features.ndim != 3 or features.shape[0] != plan.tiles or features.shape[1] != side * side:
         raise InputError(
-            f"features of shape {features.shape} do not match the plan: expected "
-            f"[{plan.tiles}, {side * side}, D]"
+            f"features of shape {features.shape} do not match the plan: expected [{plan.tiles}, {side * side}, D]"
         )
     if dim != features.shape[2]:
         raise InputError(f"newline must be a vector of {features.shape[2]} values, got {newline.shape}")
@@ -212,8 +212,17 @@ def _plan(source: tuple[int, int], params: AnyresSlicing, pinpoint: Optional[tup
     base = (params.shortest_edge, params.shortest_edge)
     if pinpoint is None:
         return AnyresPlan(
-            source=source, canvas=(0, 0), resized=(0, 0), paste=(0, 0), grid=(0, 0), patch_boxes=(),
-            base_size=base, upscale=0.0, tiles=1, image_tokens=params.tokens_per_tile + 1, budget_applied=False,
+            source=source,
+            canvas=(0, 0),
+            resized=(0, 0),
+            paste=(0, 0),
+            grid=(0, 0),
+            patch_boxes=(),
+            base_size=base,
+            upscale=0.0,
+            tiles=1,
+            image_tokens=params.tokens_per_tile + 1,
+            budget_applied=False,
             reason="",
         )
     target_h, target_w = pinpoint
@@ -228,14 +237,20 @@ def _plan(source: tuple[int, int], params: AnyresSlicing, pinpoint: Optional[tup
     paste = ((target_w - new_w) // 2, (target_h - new_h) // 2)
     crop = params.crop_size
     rows, cols = target_h // crop, target_w // crop
-    boxes = tuple(
-        (c * crop, r * crop, (c + 1) * crop, (r + 1) * crop) for r in range(rows) for c in range(cols)
-    )
+    boxes = tuple((c * crop, r * crop, (c + 1) * crop, (r + 1) * crop) for r in range(rows) for c in range(cols))
     plan = AnyresPlan(
-        source=source, canvas=(target_w, target_h), resized=(new_w, new_h), paste=paste,
-        grid=(rows, cols), patch_boxes=boxes, base_size=base, upscale=min(scale_w, scale_h),
-        tiles=1 + len(boxes), image_tokens=0,
-        budget_applied=False, reason="",
+        source=source,
+        canvas=(target_w, target_h),
+        resized=(new_w, new_h),
+        paste=paste,
+        grid=(rows, cols),
+        patch_boxes=boxes,
+        base_size=base,
+        upscale=min(scale_w, scale_h),
+        tiles=1 + len(boxes),
+        image_tokens=0,
+        budget_applied=False,
+        reason="",
     )
     r0, r1, c0, c1 = anyres_feature_window(plan, params)
     tokens = params.tokens_per_tile + (r1 - r0) * (c1 - c0 + 1)
@@ -249,9 +264,17 @@ def _fits(plan: AnyresPlan, limits: tuple) -> bool:
 def _clip_params(params: AnyresSlicing) -> ImagePreprocess:
     """CLIP's ``_preprocess`` step for each frame, as the manifest's ImagePreprocess."""
     return ImagePreprocess(
-        scheme="clip", image_size=params.crop_size, shortest_edge=params.shortest_edge,
-        crop_height=params.crop_size, crop_width=params.crop_size, do_resize=params.do_resize,
-        do_center_crop=params.do_center_crop, do_rescale=params.do_rescale,
-        do_normalize=params.do_normalize, resample=params.resample,
-        rescale_factor=params.rescale_factor, mean=list(params.mean), std=list(params.std),
+        scheme="clip",
+        image_size=params.crop_size,
+        shortest_edge=params.shortest_edge,
+        crop_height=params.crop_size,
+        crop_width=params.crop_size,
+        do_resize=params.do_resize,
+        do_center_crop=params.do_center_crop,
+        do_rescale=params.do_rescale,
+        do_normalize=params.do_normalize,
+        resample=params.resample,
+        rescale_factor=params.rescale_factor,
+        mean=list(params.mean),
+        std=list(params.std),
     )

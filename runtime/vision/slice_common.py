@@ -15,6 +15,7 @@ public face. Conventions used by all of them:
 * a **layout** is a list of text pieces (``str``) and frame indices (``int``): where
   the embeddings of frame *i* go between the family's layout text.
 """
+
 from __future__ import annotations
 
 import math
@@ -24,21 +25,17 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 from PIL import Image
 
-from edge.checks import (check_bool, check_float, check_int, check_mean_std, check_resample,  # noqa: F401
-                         check_str, float_list, resample_name)
 from edge.errors import InputError
 
 from .clip import RESAMPLE_FILTERS
 
-__all__ = ["Box", "Layout", "check_limits", "resample_name", "merge_text", "plan_to_dict"]
+__all__ = ["Box", "Layout", "check_limits", "merge_text", "plan_to_dict"]
 
 Box = tuple[int, int, int, int]
 Layout = list[Union[str, int]]
 
 
-def check_limits(
-    max_tiles: Optional[int], max_image_tokens: Optional[int], max_upscale: Optional[float]
-) -> None:
+def check_limits(max_tiles: Optional[int], max_image_tokens: Optional[int], max_upscale: Optional[float]) -> None:
     """Validate a budget: positive integers, and an upscale limit of at least 1.0.
 
     Raises:
@@ -101,9 +98,7 @@ def rgb_for(image: Image.Image, source: tuple[int, int]) -> Image.Image:
     if not isinstance(image, Image.Image):
         raise InputError(f"expected a PIL image, got {type(image).__name__}")
     if tuple(image.size) != tuple(source):
-        raise InputError(
-            f"image is {image.width}x{image.height} but the plan was made for {source[0]}x{source[1]}"
-        )
+        raise InputError(f"image is {image.width}x{image.height} but the plan was made for {source[0]}x{source[1]}")
     return image if image.mode == "RGB" else image.convert("RGB")
 
 

@@ -26,6 +26,7 @@ and ``_prompt_single_image``. The budget lowers ``longest_edge`` in steps of the
 size (2048 -> 1536 -> 1024 -> 512 for SmolVLM) until the plan fits: the same plan HF
 makes with that ``size``.
 """
+
 from __future__ import annotations
 
 import math
@@ -35,6 +36,7 @@ from typing import Optional, Sequence
 import numpy as np
 from PIL import Image
 
+from edge.checks import check_int
 from edge.errors import InputError
 from edge.preprocess import Idefics3Slicing
 
@@ -100,8 +102,8 @@ def plan_idefics3(
     Raises:
         InputError: a size below 1x1, a bad limit, or ``max_image_tokens`` below one frame.
     """
-    common.check_int("image width", width)
-    common.check_int("image height", height)
+    check_int("image width", width)
+    check_int("image height", height)
     common.check_limits(max_tiles, max_image_tokens, max_upscale)
     common.check_minimum(params.tokens_per_tile, max_image_tokens, "the global image alone")
     source = (int(width), int(height))
@@ -259,10 +261,18 @@ def _plan(source: tuple[int, int], params: Idefics3Slicing, edge: Optional[int])
                     boxes.append((x, y, min(x + opt_w, cw), min(y + opt_h, ch)))
     tiles = len(boxes) + 1
     return Idefics3Plan(
-        source=source, resized=resized, canvas=canvas, grid=(rows, cols), tile_boxes=tuple(boxes),
-        global_size=(tile, tile), longest_edge=edge if edge is not None else max(source),
-        upscale=edge / max(source) if edge is not None else 1.0, tiles=tiles,
-        image_tokens=tiles * params.tokens_per_tile, budget_applied=False, reason="",
+        source=source,
+        resized=resized,
+        canvas=canvas,
+        grid=(rows, cols),
+        tile_boxes=tuple(boxes),
+        global_size=(tile, tile),
+        longest_edge=edge if edge is not None else max(source),
+        upscale=edge / max(source) if edge is not None else 1.0,
+        tiles=tiles,
+        image_tokens=tiles * params.tokens_per_tile,
+        budget_applied=False,
+        reason="",
     )
 
 

@@ -28,6 +28,7 @@ Under a budget ``max_slice_nums`` is lowered until the plan fits (1: overview on
 MiniCPM-V's resampler gives a fixed ``tokens_per_slice`` (``image_feature_size``,
 the query count) per frame, whatever its size.
 """
+
 from __future__ import annotations
 
 import math
@@ -37,6 +38,7 @@ from typing import Optional
 import numpy as np
 from PIL import Image
 
+from edge.checks import check_int
 from edge.errors import InputError
 from edge.preprocess import UhdSlicing
 
@@ -90,8 +92,8 @@ def plan_uhd(
         InputError: a size below 1x1, a bad limit, or ``max_image_tokens`` below the
             overview alone.
     """
-    common.check_int("image width", width)
-    common.check_int("image height", height)
+    check_int("image width", width)
+    check_int("image height", height)
     common.check_limits(max_tiles, max_image_tokens, max_upscale)
     common.check_minimum(params.tokens_per_slice, max_image_tokens, "the overview alone")
     source = (int(width), int(height))
@@ -230,9 +232,17 @@ def _make(source, params, overview, refine, grid, bound, upscale) -> UhdPlan:
         boxes = [(c * sw, r * sh, (c + 1) * sw, (r + 1) * sh) for r in range(rows) for c in range(cols)]
     tiles = 1 + len(boxes)
     return UhdPlan(
-        source=source, overview=tuple(overview), refine=tuple(refine), grid=grid or (0, 0),
-        slice_boxes=tuple(boxes), max_slice_nums=bound, upscale=upscale, tiles=tiles,
-        image_tokens=tiles * params.tokens_per_slice, budget_applied=False, reason="",
+        source=source,
+        overview=tuple(overview),
+        refine=tuple(refine),
+        grid=grid or (0, 0),
+        slice_boxes=tuple(boxes),
+        max_slice_nums=bound,
+        upscale=upscale,
+        tiles=tiles,
+        image_tokens=tiles * params.tokens_per_slice,
+        budget_applied=False,
+        reason="",
     )
 
 

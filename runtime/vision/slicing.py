@@ -21,6 +21,7 @@ optional) and reports ``tiles``, ``image_tokens``, ``grid`` (rows, cols),
 dataclasses (:mod:`edge.preprocess`, ``VisionSpec.preprocess`` of the manifest) with
 ``from_processor_config`` (HF config dict), ``to_dict`` / ``from_dict``.
 """
+
 from __future__ import annotations
 
 from typing import Any, Callable, NamedTuple, Optional, Union
@@ -30,21 +31,57 @@ from PIL import Image
 
 from edge.errors import InputError
 
-from .slice_anyres import (AnyresPlan, AnyresSlicing, anyres_feature_window, apply_anyres,
-                             pack_anyres_features, plan_anyres, select_best_resolution)
+from .slice_anyres import (
+    AnyresPlan,
+    AnyresSlicing,
+    anyres_feature_window,
+    apply_anyres,
+    pack_anyres_features,
+    plan_anyres,
+    select_best_resolution,
+)
 from .slice_common import Box, Layout, plan_to_dict
-from .slice_idefics3 import (Idefics3Plan, Idefics3Slicing, apply_idefics3, idefics3_layout,
-                               idefics3_pixel_attention_mask, pad_idefics3_batch, plan_idefics3)
+from .slice_idefics3 import (
+    Idefics3Plan,
+    Idefics3Slicing,
+    apply_idefics3,
+    idefics3_layout,
+    idefics3_pixel_attention_mask,
+    pad_idefics3_batch,
+    plan_idefics3,
+)
 from .slice_uhd import UhdPlan, UhdSlicing, apply_uhd, plan_uhd, uhd_layout, uhd_patchify
 
 __all__ = [
-    "Box", "Layout", "SlicingParams", "SlicePlan", "SLICERS", "slicing_from_dict", "plan_slices",
-    "apply_slices", "plan_to_dict",
-    "Idefics3Slicing", "Idefics3Plan", "plan_idefics3", "apply_idefics3", "idefics3_layout",
-    "idefics3_pixel_attention_mask", "pad_idefics3_batch",
-    "AnyresSlicing", "AnyresPlan", "plan_anyres", "apply_anyres", "anyres_feature_window",
-    "pack_anyres_features", "select_best_resolution",
-    "UhdSlicing", "UhdPlan", "plan_uhd", "apply_uhd", "uhd_layout", "uhd_patchify",
+    "Box",
+    "Layout",
+    "SlicingParams",
+    "SlicePlan",
+    "SLICERS",
+    "slicing_from_dict",
+    "plan_slices",
+    "apply_slices",
+    "plan_to_dict",
+    "Idefics3Slicing",
+    "Idefics3Plan",
+    "plan_idefics3",
+    "apply_idefics3",
+    "idefics3_layout",
+    "idefics3_pixel_attention_mask",
+    "pad_idefics3_batch",
+    "AnyresSlicing",
+    "AnyresPlan",
+    "plan_anyres",
+    "apply_anyres",
+    "anyres_feature_window",
+    "pack_anyres_features",
+    "select_best_resolution",
+    "UhdSlicing",
+    "UhdPlan",
+    "plan_uhd",
+    "apply_uhd",
+    "uhd_layout",
+    "uhd_patchify",
 ]
 
 SlicingParams = Union[Idefics3Slicing, AnyresSlicing, UhdSlicing]

@@ -1,5 +1,6 @@
 """Every bundle the exporters write validates against the shipped JSON Schema of manifest.json,
 and schema-1 copies of them (the previous release's shape) still load and run the same."""
+
 from __future__ import annotations
 
 import json
@@ -7,12 +8,11 @@ import shutil
 
 import jsonschema
 import pytest
+from conftest import manifest_as_v1, run_cli
 
 from edge.bundle import load_manifest
 from edge.export.registry import families, speech_families
 from edge.schema import shipped_schema_path
-
-from conftest import manifest_as_v1, run_cli
 
 # The session fixture (tests/conftest.py) holding a tiny exported bundle of each family.
 BUNDLE_FIXTURES = {

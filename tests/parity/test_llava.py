@@ -1,4 +1,5 @@
 """Tiny random LLaVA, exported at f32 and run through the CLI, against transformers."""
+
 from __future__ import annotations
 
 import json
@@ -6,9 +7,8 @@ import json
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
 from conftest import run_cli
+from PIL import Image
 
 PROMPT = "USER: <image>\nWhat is shown in this picture? ASSISTANT:"
 N_TOKENS = 20
@@ -44,11 +44,15 @@ def test_vision_embeddings_match_torch(tiny_llava_bundle, reference, photo, phot
     ours = pipe.vision(ours_px)
     with torch.no_grad():
         cfg = model.config
-        ref = torch.stack(list(model.get_image_features(
-            pixel_values=torch.from_numpy(ref_px),
-            vision_feature_layer=cfg.vision_feature_layer,
-            vision_feature_select_strategy=cfg.vision_feature_select_strategy,
-        ))).numpy()
+        ref = torch.stack(
+            list(
+                model.get_image_features(
+                    pixel_values=torch.from_numpy(ref_px),
+                    vision_feature_layer=cfg.vision_feature_layer,
+                    vision_feature_select_strategy=cfg.vision_feature_select_strategy,
+                )
+            )
+        ).numpy()
     assert ours.shape == ref.shape == (2, pipe.manifest.vision.tokens_per_image, pipe.manifest.llm.n_embd)
     assert np.abs(ours - ref).max() < 1e-4
 
@@ -57,7 +61,7 @@ def _generate_ref(model, processor, text, images):
     inputs = _hf_inputs(processor, text, images)
     with torch.no_grad():
         out = model.generate(**inputs, max_new_tokens=N_TOKENS, do_sample=False)
-    return out[0, inputs["input_ids"].shape[1]:].tolist()
+    return out[0, inputs["input_ids"].shape[1] :].tolist()
 
 
 @pytest.mark.parametrize("which", ["photo", "photo2"])
@@ -65,8 +69,20 @@ def test_greedy_tokens_with_image_match_transformers(tiny_llava_bundle, referenc
     image = request.getfixturevalue(which)
     model, processor = reference
     ref = _generate_ref(model, processor, PROMPT, Image.open(image))
-    proc = run_cli("run", str(tiny_llava_bundle), "--image", str(image), "--prompt", PROMPT,
-                   "--no-template", "--max-tokens", str(N_TOKENS), "--json", "--threads", "2")
+    proc = run_cli(
+        "run",
+        str(tiny_llava_bundle),
+        "--image",
+        str(image),
+        "--prompt",
+        PROMPT,
+        "--no-template",
+        "--max-tokens",
+        str(N_TOKENS),
+        "--json",
+        "--threads",
+        "2",
+    )
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert len(ref) >= 16
@@ -103,8 +119,8 @@ def test_chat_template_places_the_image_like_the_processor(tiny_llava_bundle, re
 
 def test_two_turn_chat_reuses_the_cache(tiny_llava_bundle, photo):
     import edge
-    from edge.runtime.text.generate import join
     from edge.options import GenerateOptions
+    from edge.runtime.text.generate import join
 
     pipe = edge.load(tiny_llava_bundle, threads=2)
     chat = pipe.chat()

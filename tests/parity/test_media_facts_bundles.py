@@ -1,12 +1,13 @@
 """A bundle records how its LLM sees media rows; the runtime refuses at load what it cannot execute."""
+
 from __future__ import annotations
 
 import json
 import shutil
 
 import pytest
-
 from conftest import run_cli
+
 from edge.errors import BundleError
 from edge.options import RuntimeOptions
 from edge.runtime.pipeline import Pipeline
@@ -27,17 +28,31 @@ def test_exports_record_the_llama_facts(tiny_llava_bundle, tiny_llama_bundle):
         assert (llm["arch"], llm["media_attention"], llm["media_positions"]) == ("llama", "causal", "linear")
 
 
-@pytest.mark.parametrize("facts, words", [
-    ({"media_attention": "bidirectional"}, "bidirectional attention"),
-    ({"media_positions": "mrope"}, "'mrope' (multi-axis) positions"),
-])
+@pytest.mark.parametrize(
+    "facts, words",
+    [
+        ({"media_attention": "bidirectional"}, "bidirectional attention"),
+        ({"media_positions": "mrope"}, "'mrope' (multi-axis) positions"),
+    ],
+)
 def test_a_vlm_bundle_this_runtime_cannot_execute_is_refused(tiny_llava_bundle, tmp_path, photo, facts, words):
     bundle = _edited(tiny_llava_bundle, tmp_path, **facts)
     with pytest.raises(BundleError) as info:
         Pipeline(bundle, RuntimeOptions.simple(threads=1))
     assert words in str(info.value) and "\n" not in str(info.value)
-    proc = run_cli("run", str(bundle), "--image", str(photo), "--prompt", "USER: <image>\nHi ASSISTANT:",
-                   "--no-template", "--max-tokens", "2", "--threads", "1")
+    proc = run_cli(
+        "run",
+        str(bundle),
+        "--image",
+        str(photo),
+        "--prompt",
+        "USER: <image>\nHi ASSISTANT:",
+        "--no-template",
+        "--max-tokens",
+        "2",
+        "--threads",
+        "1",
+    )
     lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert lines[-1].startswith("error: ") and words in lines[-1]

@@ -1,5 +1,6 @@
 """Quantizing tiny bundles: smaller files, a computed fidelity report, bundles that still run,
 and clear behaviour on bad input, existing or unwritable outputs and interrupts."""
+
 from __future__ import annotations
 
 import hashlib
@@ -11,13 +12,12 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-
 from conftest import run_cli
+
 from edge.bundle import load_manifest
 from edge.errors import BundleError, InputError
-from edge.options import RuntimeOptions
+from edge.options import PROBE_BUDGET, QuantizeOptions, RuntimeOptions
 from edge.quantize import fidelity
-from edge.options import PROBE_BUDGET, QuantizeOptions
 from edge.quantize.api import quantize_bundle
 from edge.quantize.probes import probe_images
 
@@ -92,15 +92,30 @@ def test_manifest_records_precision_recipe_and_report(quantized):
         assert on_disk == m
     assert quantized["npu-int8"][1].vision.input.shape == [1, 3, 30, 30]
     # int8 keeps the tower closer to f32 than int4 does
-    assert quantized["q8"][1].provenance["fidelity"]["vision"]["cosine_mean"] > \
-        quantized["q4-int4vision"][1].provenance["fidelity"]["vision"]["cosine_mean"]
+    assert (
+        quantized["q8"][1].provenance["fidelity"]["vision"]["cosine_mean"]
+        > quantized["q4-int4vision"][1].provenance["fidelity"]["vision"]["cosine_mean"]
+    )
 
 
 @pytest.mark.parametrize("recipe", RECIPES)
 def test_quantized_llava_runs_end_to_end(quantized, recipe, photo, photo2):
-    proc = run_cli("run", str(quantized[recipe][0]), "--image", str(photo), "--image", str(photo2),
-                   "--prompt", "USER: <image><image>\nWhat is shown? ASSISTANT:", "--no-template",
-                   "--max-tokens", "8", "--json", "--threads", str(THREADS))
+    proc = run_cli(
+        "run",
+        str(quantized[recipe][0]),
+        "--image",
+        str(photo),
+        "--image",
+        str(photo2),
+        "--prompt",
+        "USER: <image><image>\nWhat is shown? ASSISTANT:",
+        "--no-template",
+        "--max-tokens",
+        "8",
+        "--json",
+        "--threads",
+        str(THREADS),
+    )
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert out["timings"]["images"] == 2 and out["tokens"]
@@ -111,7 +126,9 @@ def test_figures_are_measured_and_follow_the_input(tiny_llava_bundle, quantized,
     they change when the probes change."""
     root, ref_m = load_manifest(tiny_llava_bundle)
     qroot, q_m = load_manifest(quantized["q4-int4vision"][0])
-    probes = fidelity.Probes(images=probe_images(3), texts=fidelity.PROBE_TEXTS[:3], prompts=fidelity.GREEDY_PROMPTS[:2])
+    probes = fidelity.Probes(
+        images=probe_images(3), texts=fidelity.PROBE_TEXTS[:3], prompts=fidelity.GREEDY_PROMPTS[:2]
+    )
     ref = fidelity.observe(root, ref_m, probes, RuntimeOptions.simple(threads=THREADS))
     same = fidelity.observe(root, ref_m, probes, RuntimeOptions.simple(threads=THREADS), reference=ref)
     assert fidelity.llm_figures(ref, same)["top1_agreement"] == 1.0
@@ -125,8 +142,11 @@ def test_figures_are_measured_and_follow_the_input(tiny_llava_bundle, quantized,
     # other probes, other figures
     from edge.runtime.vision.image_io import load_image
 
-    probes2 = fidelity.Probes(images=[load_image(photo)] + probe_images(2, seed=5), texts=fidelity.PROBE_TEXTS[3:6],
-                              prompts=fidelity.GREEDY_PROMPTS[:2])
+    probes2 = fidelity.Probes(
+        images=[load_image(photo)] + probe_images(2, seed=5),
+        texts=fidelity.PROBE_TEXTS[3:6],
+        prompts=fidelity.GREEDY_PROMPTS[:2],
+    )
     ref2 = fidelity.observe(root, ref_m, probes2, RuntimeOptions.simple(threads=THREADS))
     ours2 = fidelity.observe(qroot, q_m, probes2, RuntimeOptions.simple(threads=THREADS), reference=ref2)
     vision2, llm2 = fidelity.embedding_figures(ref2.vision, ours2.vision), fidelity.llm_figures(ref2, ours2)
@@ -136,8 +156,19 @@ def test_figures_are_measured_and_follow_the_input(tiny_llava_bundle, quantized,
 
 def test_cli_quantize_prints_the_report_as_json(tiny_llava_bundle, tmp_path, photo):
     out = tmp_path / "q4"
-    proc = run_cli("quantize", str(tiny_llava_bundle), "-o", str(out), "--recipe", "q4", "--image", str(photo),
-                   "--json", "--threads", str(THREADS))
+    proc = run_cli(
+        "quantize",
+        str(tiny_llava_bundle),
+        "-o",
+        str(out),
+        "--recipe",
+        "q4",
+        "--image",
+        str(photo),
+        "--json",
+        "--threads",
+        str(THREADS),
+    )
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert report["probes"]["user_images"] == 1 and report["vision"]["images"] == 13
@@ -146,8 +177,9 @@ def test_cli_quantize_prints_the_report_as_json(tiny_llava_bundle, tmp_path, pho
 
 
 def test_text_only_bundle_quantizes_only_the_llm(tiny_llama_bundle, tmp_path):
-    proc = run_cli("quantize", str(tiny_llama_bundle), "-o", str(tmp_path / "q8"), "--recipe", "q8",
-                   "--threads", str(THREADS))
+    proc = run_cli(
+        "quantize", str(tiny_llama_bundle), "-o", str(tmp_path / "q8"), "--recipe", "q8", "--threads", str(THREADS)
+    )
     assert proc.returncode == 0, proc.stderr
     assert "vision  skipped: the bundle has no vision graph" in proc.stdout
     m = json.loads((tmp_path / "q8" / "manifest.json").read_text())
@@ -158,8 +190,19 @@ def test_text_only_bundle_quantizes_only_the_llm(tiny_llama_bundle, tmp_path):
 def test_export_with_quant_writes_only_the_quantized_bundle(tiny_llava_dir, tmp_path):
     """--dtype f16 stores graph weights as f16 + Cast: they must still be quantized."""
     out = tmp_path / "llava-q8"
-    proc = run_cli("export", str(tiny_llava_dir), "-o", str(out), "--dtype", "f16", "--quant", "q8", "--json",
-                   "--threads", str(THREADS))
+    proc = run_cli(
+        "export",
+        str(tiny_llava_dir),
+        "-o",
+        str(out),
+        "--dtype",
+        "f16",
+        "--quant",
+        "q8",
+        "--json",
+        "--threads",
+        str(THREADS),
+    )
     assert proc.returncode == 0, proc.stderr
     m = json.loads(proc.stdout)
     assert (m["llm"]["dtype"], m["vision"]["dtype"]) == ("q8_0", "int8")
@@ -171,6 +214,7 @@ def test_export_with_quant_writes_only_the_quantized_bundle(tiny_llava_dir, tmp_
 
 
 # --- bad input and failures ---------------------------------------------------------------
+
 
 def test_bad_recipe_name(tiny_llava_bundle, tmp_path):
     proc = run_cli("quantize", str(tiny_llava_bundle), "-o", str(tmp_path / "x"), "--recipe", "q5")
@@ -243,14 +287,18 @@ class _Interrupting:
                 self.calls += 1
                 if self.calls >= self.after:
                     raise KeyboardInterrupt
+
         yield advance
 
 
-@pytest.mark.parametrize("recipe, when", [
-    ("q8", "LLM -> Q8_0"),          # inside llama.cpp's quantizer (a C call in a thread)
-    ("npu-int8", "calibrating"),    # inside onnxruntime's calibration
-    ("q4", "texts (quantized)"),    # while measuring the new bundle
-])
+@pytest.mark.parametrize(
+    "recipe, when",
+    [
+        ("q8", "LLM -> Q8_0"),  # inside llama.cpp's quantizer (a C call in a thread)
+        ("npu-int8", "calibrating"),  # inside onnxruntime's calibration
+        ("q4", "texts (quantized)"),  # while measuring the new bundle
+    ],
+)
 def test_interrupted_run_leaves_nothing_behind(tiny_llava_bundle, tmp_path, recipe, when):
     before = _digest(tiny_llava_bundle)
     out = tmp_path / "out"
@@ -265,8 +313,9 @@ def test_interrupted_run_keeps_an_existing_output(tiny_llava_bundle, quantized, 
     shutil.copytree(quantized["q8"][0], out)
     before = _digest(out)
     with pytest.raises(KeyboardInterrupt):
-        quantize_bundle(tiny_llava_bundle, out, "q4", QuantizeOptions(threads=THREADS, force=True),
-                        _Interrupting("vision graph"))
+        quantize_bundle(
+            tiny_llava_bundle, out, "q4", QuantizeOptions(threads=THREADS, force=True), _Interrupting("vision graph")
+        )
     assert _digest(out) == before and [p.name for p in tmp_path.iterdir()] == ["out"]
 
 
@@ -331,7 +380,6 @@ def test_sliced_families_are_calibrated_and_measured_on_the_runtime_tiles(reques
     q = quantize_bundle(bundle, tmp_path / recipe, recipe, QuantizeOptions(threads=THREADS, generated_images=3))
     vision = q.provenance["fidelity"]["vision"]
     assert vision["images"] == 3 and vision["tiles"] == sum(counts)
-    assert vision["budget"] == {"max_tiles": PROBE_BUDGET.max_tiles, "max_image_tokens": None,
-                                "max_upscale": None}
+    assert vision["budget"] == {"max_tiles": PROBE_BUDGET.max_tiles, "max_image_tokens": None, "max_upscale": None}
     assert vision.get("calibration_tiles") == (sum(counts) if recipe == "npu-int8" else None)
     assert 0.9 < vision["cosine_mean"] <= 1.0 and vision["image_cosine_min"] > 0.9

@@ -1,11 +1,11 @@
 """Every registered architecture family must have a tiny-model test."""
-from edge.export.registry import families
 
-from edge.export.builders import tiny
+from edge.export.builders import TINY_BUILDERS
+from edge.export.registry import families
 
 
 def test_every_family_has_a_tiny_model_builder():
-    missing = set(families()) - set(tiny.TINY_BUILDERS)
+    missing = set(families()) - set(TINY_BUILDERS)
     assert not missing, f"families without a tiny-model test: {sorted(missing)}"
 
 
@@ -29,8 +29,12 @@ def test_every_family_names_an_llm_part():
         assert isinstance(spec.llm, LLMPart), name
         assert spec.llm.media_attention in typing.get_args(MediaAttention), name
         assert spec.llm.media_positions in typing.get_args(MediaPositions), name
-    assert {name for name, spec in families().items() if spec.llm is LLAMA} == {"llama", "llava", "llava_next",
-                                                                                "idefics3"}
+    assert {name for name, spec in families().items() if spec.llm is LLAMA} == {
+        "llama",
+        "llava",
+        "llava_next",
+        "idefics3",
+    }
     assert LLAMA.arch == "llama"
 
 

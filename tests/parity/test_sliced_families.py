@@ -1,14 +1,14 @@
 """Tiny random SmolVLM/Idefics3 and LLaVA-NeXT bundles (f32) against transformers:
 multi-tile images, two images, budgets, and the embedding cache."""
+
 from __future__ import annotations
 
 import json
 
 import pytest
 import torch
-from PIL import Image
-
 from conftest import run_cli
+from PIL import Image
 
 N_TOKENS = 16
 FAMILIES = ["idefics3", "llava_next"]
@@ -40,17 +40,17 @@ def _reference(model, processor, n_images, images):
     inputs.pop("token_type_ids", None)
     with torch.no_grad():
         out = model.generate(**inputs, max_new_tokens=N_TOKENS, do_sample=False)
-    return out[0, inputs["input_ids"].shape[1]:].tolist(), inputs["input_ids"].shape[1]
+    return out[0, inputs["input_ids"].shape[1] :].tolist(), inputs["input_ids"].shape[1]
 
 
 def _ours(bundle, images, **budget):
     import edge
-    from edge.options import Budget
-    from edge.options import GenerateOptions
+    from edge.options import Budget, GenerateOptions
 
     pipe = edge.load(bundle, threads=2)
-    result = pipe.generate("Describe the pictures.", images,
-                           GenerateOptions(max_tokens=N_TOKENS, budget=Budget(**budget)))
+    result = pipe.generate(
+        "Describe the pictures.", images, GenerateOptions(max_tokens=N_TOKENS, budget=Budget(**budget))
+    )
     return pipe, result
 
 
@@ -113,8 +113,9 @@ def test_bad_budgets(setups, family, option, photo):
 
 def test_images_that_overflow_the_context(setups, photo2):
     bundle, *_ = setups("idefics3")
-    proc = run_cli("run", str(bundle), "--image", str(photo2), "--image", str(photo2), "--prompt", "hi",
-                   "--ctx", "128", "--json")
+    proc = run_cli(
+        "run", str(bundle), "--image", str(photo2), "--image", str(photo2), "--prompt", "hi", "--ctx", "128", "--json"
+    )
     assert proc.returncode == 2, proc.stderr
     assert "context" in proc.stderr and "Traceback" not in proc.stderr
 

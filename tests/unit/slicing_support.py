@@ -1,4 +1,5 @@
 """Helpers shared by the slicing tests (not a test module)."""
+
 from __future__ import annotations
 
 import functools

@@ -1,4 +1,5 @@
 """Audio reading, mono mixdown and the streaming resampler."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -42,7 +43,7 @@ def test_streaming_in_any_blocks_equals_one_shot():
     r, parts, i = Resampler(44100, 16000), [], 0
     while i < x.size:
         k = int(rng.integers(1, 3000))
-        parts.append(r.process(x[i:i + k]))
+        parts.append(r.process(x[i : i + k]))
         i += k
     parts.append(r.flush())
     np.testing.assert_array_equal(np.concatenate(parts), ref)

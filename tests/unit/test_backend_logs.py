@@ -3,6 +3,7 @@ logger (with the session's node placement), and each llama.cpp call logs into it
 
 Real onnxruntime and llama.cpp on graphs and a GGUF written here (milliseconds), no mocks.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,8 +29,11 @@ def _graph(path: Path, unused_initializer: bool = False) -> Path:
     """y = reshape(relu(x), shape(relu(x))): two nodes on CPU (Shape is folded away)."""
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
-    nodes = [helper.make_node("Relu", ["x"], ["h"]), helper.make_node("Shape", ["h"], ["s"]),
-             helper.make_node("Reshape", ["h", "s"], ["y"])]
+    nodes = [
+        helper.make_node("Relu", ["x"], ["h"]),
+        helper.make_node("Shape", ["h"], ["s"]),
+        helper.make_node("Reshape", ["h", "s"], ["y"]),
+    ]
     extra = [numpy_helper.from_array(np.ones(3, np.float32), "unused_w")] if unused_initializer else []
     graph = helper.make_graph(nodes, "g", [x], [y], initializer=extra)
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
@@ -73,16 +77,20 @@ def test_nodes_that_do_not_run_on_the_first_provider_are_a_fallback(tmp_path, ca
     p = session.placement
     assert p.requested == ("AzureExecutionProvider", "CPUExecutionProvider")
     assert "AzureExecutionProvider" in p.providers and dict(p.nodes) == {"CPUExecutionProvider": 2}
-    assert p.fallback and p.reasons == ("2 of 2 nodes do not run on AzureExecutionProvider, asked for first "
-                                        "(2 on CPUExecutionProvider)",)
+    assert p.fallback and p.reasons == (
+        "2 of 2 nodes do not run on AzureExecutionProvider, asked for first (2 on CPUExecutionProvider)",
+    )
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert warned == [f"g.onnx: execution provider fallback: {p.reasons[0]}"]
     assert json.loads(json.dumps(p.as_dict()))["fallback"] is True
 
 
 def test_a_provider_this_build_lacks_is_an_error(tmp_path):
-    absent = next(p for p in ("CUDAExecutionProvider", "CoreMLExecutionProvider", "QNNExecutionProvider")
-                  if p not in onnxruntime.get_available_providers())
+    absent = next(
+        p
+        for p in ("CUDAExecutionProvider", "CoreMLExecutionProvider", "QNNExecutionProvider")
+        if p not in onnxruntime.get_available_providers()
+    )
     with pytest.raises(InputError, match=f"onnxruntime has no {absent} here"):
         open_session(_graph(tmp_path / "g.onnx"), OnnxOptions(providers=(absent, "cpu")))
 
@@ -98,13 +106,15 @@ def test_a_broken_graph_is_one_line_and_restores_stderr(tmp_path, capfd):
 
 
 def test_relay_log_levels_continuations_and_foreign_lines(caplog, capsys):
-    lines = ["not onnxruntime's",
-             "\x1b[0;93m2026-01-01 10:00:00.1 [W:onnxruntime:, a.cc:1 F] first\x1b[m",
-             "  continued",
-             "2026-01-01 10:00:00.2 [E:onnxruntime:Default, b.cc:2 G] broken",
-             "2026-01-01 10:00:00.3 [V:onnxruntime:, session_state.cc:1 V]  Node(s) placed on [XExecutionProvider]. "
-             "Number of nodes: 3",
-             "2026-01-01 10:00:00.4 [I:onnxruntime:, c.cc:3 H] info"]
+    lines = [
+        "not onnxruntime's",
+        "\x1b[0;93m2026-01-01 10:00:00.1 [W:onnxruntime:, a.cc:1 F] first\x1b[m",
+        "  continued",
+        "2026-01-01 10:00:00.2 [E:onnxruntime:Default, b.cc:2 G] broken",
+        "2026-01-01 10:00:00.3 [V:onnxruntime:, session_state.cc:1 V]  Node(s) placed on [XExecutionProvider]. "
+        "Number of nodes: 3",
+        "2026-01-01 10:00:00.4 [I:onnxruntime:, c.cc:3 H] info",
+    ]
     with caplog.at_level(logging.DEBUG, logger=ORT):
         placed = relay_log(lines, "g.onnx")
     assert placed == (("XExecutionProvider", 3),)
@@ -124,21 +134,44 @@ def _gguf(path: Path, seed: int = 0) -> Path:
 
     rng = np.random.default_rng(seed)
     v, d, f, h = 64, 64, 128, 4
-    hp = LlamaHParams(n_vocab=v, n_embd=d, n_layer=1, n_head=h, n_head_kv=h, n_ff=f, head_dim=d // h,
-                      n_ctx_train=128, rms_eps=1e-5, rope_theta=10000.0)
+    hp = LlamaHParams(
+        n_vocab=v,
+        n_embd=d,
+        n_layer=1,
+        n_head=h,
+        n_head_kv=h,
+        n_ff=f,
+        head_dim=d // h,
+        n_ctx_train=128,
+        rms_eps=1e-5,
+        rope_theta=10000.0,
+    )
     words = ["\u2581" + chr(97 + i % 26) * (1 + i // 26) for i in range(v - 19)]
-    tok = TokenizerMeta(model="llama", pre=None, tokens=["<unk>", "<s>", "</s>"] + [f"<0x{i:02X}>" for i in range(16)]
-                        + words, token_types=[2, 3, 3] + [6] * 16 + [1] * len(words),
-                        scores=[0.0] * 19 + [-float(i) for i in range(len(words))], bos_id=1, eos_id=2, unk_id=0)
+    tok = TokenizerMeta(
+        model="llama",
+        pre=None,
+        tokens=["<unk>", "<s>", "</s>"] + [f"<0x{i:02X}>" for i in range(16)] + words,
+        token_types=[2, 3, 3] + [6] * 16 + [1] * len(words),
+        scores=[0.0] * 19 + [-float(i) for i in range(len(words))],
+        bos_id=1,
+        eos_id=2,
+        unk_id=0,
+    )
 
     def w(*shape: int) -> np.ndarray:
         return (rng.standard_normal(shape) * 0.05).astype(np.float32)
 
     one = np.ones(d, np.float32)
-    tensors = [("model.embed_tokens.weight", w(v, d)), ("model.norm.weight", one), ("lm_head.weight", w(v, d)),
-               ("model.layers.0.input_layernorm.weight", one), ("model.layers.0.post_attention_layernorm.weight", one),
-               ("model.layers.0.mlp.gate_proj.weight", w(f, d)), ("model.layers.0.mlp.up_proj.weight", w(f, d)),
-               ("model.layers.0.mlp.down_proj.weight", w(d, f))]
+    tensors = [
+        ("model.embed_tokens.weight", w(v, d)),
+        ("model.norm.weight", one),
+        ("lm_head.weight", w(v, d)),
+        ("model.layers.0.input_layernorm.weight", one),
+        ("model.layers.0.post_attention_layernorm.weight", one),
+        ("model.layers.0.mlp.gate_proj.weight", w(f, d)),
+        ("model.layers.0.mlp.up_proj.weight", w(f, d)),
+        ("model.layers.0.mlp.down_proj.weight", w(d, f)),
+    ]
     tensors += [(f"model.layers.0.self_attn.{n}_proj.weight", w(d, d)) for n in "qkvo"]
     write_llama_gguf(path, hp, tensors, tok, "f32", "tiny")
     return path

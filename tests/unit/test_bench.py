@@ -1,13 +1,23 @@
 """The benchmark harness's pure parts: FLOPs, roofline bytes, medians, ratios and verdicts."""
+
 from __future__ import annotations
 
 import pytest
 
 from edge.benchmarks import procs, report, roofline, suite
 
-SMOLVLM = {"model_type": "idefics3", "scale_factor": 4, "text_config": {"hidden_size": 576},
-           "vision_config": {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12,
-                             "patch_size": 16, "image_size": 512}}
+SMOLVLM = {
+    "model_type": "idefics3",
+    "scale_factor": 4,
+    "text_config": {"hidden_size": 576},
+    "vision_config": {
+        "hidden_size": 768,
+        "intermediate_size": 3072,
+        "num_hidden_layers": 12,
+        "patch_size": 16,
+        "image_size": 512,
+    },
+}
 
 
 def test_vision_flops_idefics3_tile():
@@ -19,10 +29,19 @@ def test_vision_flops_idefics3_tile():
 
 
 def test_vision_flops_llava_skips_layers_after_the_feature_layer():
-    cfg = {"model_type": "llava", "vision_feature_layer": -2, "vision_feature_select_strategy": "default",
-           "text_config": {"hidden_size": 576},
-           "vision_config": {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12,
-                             "patch_size": 16, "image_size": 336}}
+    cfg = {
+        "model_type": "llava",
+        "vision_feature_layer": -2,
+        "vision_feature_select_strategy": "default",
+        "text_config": {"hidden_size": 576},
+        "vision_config": {
+            "hidden_size": 768,
+            "intermediate_size": 3072,
+            "num_hidden_layers": 12,
+            "patch_size": 16,
+            "image_size": 336,
+        },
+    }
     n, h = 442, 768  # 21 x 21 patches + the class token
     layer = 2 * n * (4 * h * h + 2 * h * 3072) + 4 * n * n * h
     expected = 2 * n * 3 * 256 * h + 11 * layer + 2 * 441 * (h * 576 + 576 * 576)
@@ -31,8 +50,14 @@ def test_vision_flops_llava_skips_layers_after_the_feature_layer():
 
 
 def test_bytes_per_token_counts_a_tied_embedding_and_the_kv_cache():
-    facts = {"weights_bytes": 1000, "token_embd_bytes": 300, "tied_output": True, "n_layer": 2, "n_head_kv": 3,
-             "head_dim": 4}
+    facts = {
+        "weights_bytes": 1000,
+        "token_embd_bytes": 300,
+        "tied_output": True,
+        "n_layer": 2,
+        "n_head_kv": 3,
+        "head_dim": 4,
+    }
     assert roofline.bytes_per_token(facts, 0) == 1000
     assert roofline.bytes_per_token(facts, 10) == 1000 + 2 * 2 * 3 * 4 * 10 * 2
     assert roofline.bytes_per_token(dict(facts, tied_output=False), 0) == 700
@@ -44,13 +69,24 @@ def test_medians_are_fieldwise_and_keep_other_fields():
 
 
 def _results(**over):
-    r = {"model": "m", "family": "llava", "llm_dtype": "f16", "vision_dtype": "f16",
-         "b2_warm": {"edge": {"ttft_ms": 100.0}, "transformers": {"ttft_ms": 400.0}, "llama.cpp": {"ttft_ms": 110.0}},
-         "b1": [{"image": "512x512", "budget": None, "edge": {"tile_ms": 50.0}, "llama.cpp": {"tile_ms": 100.0}}],
-         "b3": [{"depth": 0, "edge": {"decode_tok_s": 30.0}, "transformers": {"decode_tok_s": 12.0},
-                 "llama.cpp": {"decode_tok_s": 30.0}}],
-         "b4": {"edge": {"peak_rss": 2 << 20}, "llama.cpp": {"peak_rss": 1 << 20}},
-         "roofline": {"depths": [{"depth": 0, "edge_fraction": 0.5}]}}
+    r = {
+        "model": "m",
+        "family": "llava",
+        "llm_dtype": "f16",
+        "vision_dtype": "f16",
+        "b2_warm": {"edge": {"ttft_ms": 100.0}, "transformers": {"ttft_ms": 400.0}, "llama.cpp": {"ttft_ms": 110.0}},
+        "b1": [{"image": "512x512", "budget": None, "edge": {"tile_ms": 50.0}, "llama.cpp": {"tile_ms": 100.0}}],
+        "b3": [
+            {
+                "depth": 0,
+                "edge": {"decode_tok_s": 30.0},
+                "transformers": {"decode_tok_s": 12.0},
+                "llama.cpp": {"decode_tok_s": 30.0},
+            }
+        ],
+        "b4": {"edge": {"peak_rss": 2 << 20}, "llama.cpp": {"peak_rss": 1 << 20}},
+        "roofline": {"depths": [{"depth": 0, "edge_fraction": 0.5}]},
+    }
     r.update(over)
     return r
 
@@ -79,8 +115,11 @@ def test_text_summary_and_markdown_name_every_metric():
 
 
 def test_quantized_pass_reads_against_the_fp32_reference_of_the_same_run():
-    first = _results(model="m (f16)", sides={"edge": {}, "transformers": {"load_ms": 1.0}, "llama.cpp": {}},
-                     b2_cold={"transformers": {"cold_ms": 900.0}})
+    first = _results(
+        model="m (f16)",
+        sides={"edge": {}, "transformers": {"load_ms": 1.0}, "llama.cpp": {}},
+        b2_cold={"transformers": {"cold_ms": 900.0}},
+    )
     q8 = _results(model="m (q8)", vision_dtype="int8", sides={"edge": {}, "llama.cpp": {}}, b2_cold={})
     for res in (q8["b2_warm"], q8["b3"][0]):
         res.pop("transformers")

@@ -1,4 +1,5 @@
 """Reading CTranslate2 model.bin files: the header checks and malformed files."""
+
 from __future__ import annotations
 
 import struct
@@ -6,8 +7,8 @@ import struct
 import numpy as np
 import pytest
 
-from edge.export.builders.tiny import whisper_tiny_en_dir
 from edge.errors import ExportError
+from edge.export.builders.tiny_whisper import whisper_tiny_en_dir
 from edge.export.speech.ctranslate2 import is_ctranslate2_dir, read_model_bin
 
 
@@ -28,7 +29,9 @@ def _model_bin(variables: dict[str, np.ndarray], version: int = 6, spec: str = "
 
 def test_reads_variables_and_aliases(tmp_path):
     w = np.arange(6, dtype=np.float16).reshape(2, 3)
-    (tmp_path / "model.bin").write_bytes(_model_bin({"a/weight": w, "n": np.array(3, np.int8)}, aliases=[("b/weight", "a/weight")]))
+    (tmp_path / "model.bin").write_bytes(
+        _model_bin({"a/weight": w, "n": np.array(3, np.int8)}, aliases=[("b/weight", "a/weight")])
+    )
     spec, rev, v = read_model_bin(tmp_path / "model.bin")
     assert (spec, rev) == ("WhisperSpec", 3)
     np.testing.assert_array_equal(v["a/weight"], w)

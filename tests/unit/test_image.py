@@ -3,7 +3,11 @@
 The reference is ``transformers.CLIPImageProcessor`` (PIL-based) called with
 ``input_data_format="channels_last"``: without it HF guesses the channel axis and takes
 images 1 or 3 pixels high (numpy shape (1|3, W, 3)) for channels-first, which is wrong.
+
+Over 400 lines on purpose: one reference comparison per loading and resizing case, kept
+side by side so a new case is checked the same way as the others.
 """
+
 from __future__ import annotations
 
 import io
@@ -18,8 +22,8 @@ from PIL import Image, ImageFile
 from edge.errors import BundleError, ImageError, InputError
 from edge.manifest import ImagePreprocess
 from edge.runtime.vision import clip as preprocess
-from edge.runtime.vision.image_io import load_image
 from edge.runtime.vision.clip import ClipPlan, apply_clip, clip_pixel_values, plan_clip
+from edge.runtime.vision.image_io import load_image
 
 transformers = pytest.importorskip("transformers")
 
@@ -32,8 +36,12 @@ def hf_processor(shortest_edge: int, crop, resample: int = 3, **flags):
     """A slow CLIPImageProcessor; ``crop`` is an int or (height, width)."""
     crop_size = {"height": crop[0], "width": crop[1]} if isinstance(crop, tuple) else crop
     return transformers.CLIPImageProcessor(
-        size={"shortest_edge": shortest_edge}, crop_size=crop_size, resample=resample,
-        image_mean=CLIP_MEAN, image_std=CLIP_STD, **flags,
+        size={"shortest_edge": shortest_edge},
+        crop_size=crop_size,
+        resample=resample,
+        image_mean=CLIP_MEAN,
+        image_std=CLIP_STD,
+        **flags,
     )
 
 
@@ -75,9 +83,7 @@ def random_image(width: int, height: int, mode: str = "RGB") -> Image.Image:
 def hf_pixels(config: str, width: int, height: int) -> np.ndarray:
     key = (config, width, height)
     if key not in _HF_CACHE:
-        out = PROCS[config](
-            random_image(width, height), return_tensors="np", input_data_format="channels_last"
-        )
+        out = PROCS[config](random_image(width, height), return_tensors="np", input_data_format="channels_last")
         _HF_CACHE[key] = out["pixel_values"][0]
     return _HF_CACHE[key]
 
@@ -92,10 +98,34 @@ def assert_matches(got: np.ndarray, ref: np.ndarray) -> None:
 
 
 LLAVA_SIZES = [
-    (1, 1), (2, 3), (3, 2), (1, 2), (7, 13), (337, 211), (211, 337), (336, 336),
-    (335, 337), (337, 335), (335, 335), (337, 337), (640, 480), (480, 640), (1024, 1024),
-    (17, 1999), (1999, 17), (1280, 720), (720, 1280), (672, 336), (101, 103), (500, 50),
-    (50, 500), (1, 100), (100, 1), (600, 3), (3, 250), (1500, 1125),
+    (1, 1),
+    (2, 3),
+    (3, 2),
+    (1, 2),
+    (7, 13),
+    (337, 211),
+    (211, 337),
+    (336, 336),
+    (335, 337),
+    (337, 335),
+    (335, 335),
+    (337, 337),
+    (640, 480),
+    (480, 640),
+    (1024, 1024),
+    (17, 1999),
+    (1999, 17),
+    (1280, 720),
+    (720, 1280),
+    (672, 336),
+    (101, 103),
+    (500, 50),
+    (50, 500),
+    (1, 100),
+    (100, 1),
+    (600, 3),
+    (3, 250),
+    (1500, 1125),
 ]
 EXTREME_SIZES = [(1, 4000), (4000, 1), (2, 3001), (3001, 2), (5, 9999), (1, 1), (13, 7)]
 
@@ -107,7 +137,8 @@ def test_llava_matches_hf(size):
 
 @pytest.mark.parametrize("config", ["clip224", "pad"])
 @pytest.mark.parametrize(
-    "size", [(1, 1), (2, 3), (300, 280), (199, 201), (225, 223), (640, 480), (31, 900), (900, 31)],
+    "size",
+    [(1, 1), (2, 3), (300, 280), (199, 201), (225, 223), (640, 480), (31, 900), (900, 31)],
     ids=lambda s: f"{s[0]}x{s[1]}",
 )
 def test_other_configs_match_hf(config, size):

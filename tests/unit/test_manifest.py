@@ -1,4 +1,5 @@
 """The bundle contract: manifest round trip, verification, atomic writes."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -6,29 +7,52 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import manifest_as_v1
 
 from edge.bundle import load_manifest, write_bundle
 from edge.errors import BundleError
-from edge.manifest import (SCHEMA_VERSION, ImagePreprocess, LLMSpec, Manifest, PromptLayout, TensorSpec,
-                           VisionSpec)
+from edge.manifest import SCHEMA_VERSION, ImagePreprocess, LLMSpec, Manifest, PromptLayout, TensorSpec, VisionSpec
 from edge.preprocess import AnyresSlicing, Idefics3Slicing
-
-from conftest import manifest_as_v1
 
 
 def _manifest() -> Manifest:
-    pp = ImagePreprocess(scheme="clip", image_size=336, shortest_edge=336, crop_height=336, crop_width=336,
-                         mean=[0.5, 0.5, 0.5], std=[0.25, 0.25, 0.25])
+    pp = ImagePreprocess(
+        scheme="clip",
+        image_size=336,
+        shortest_edge=336,
+        crop_height=336,
+        crop_width=336,
+        mean=[0.5, 0.5, 0.5],
+        std=[0.25, 0.25, 0.25],
+    )
     return Manifest(
         name="demo",
         family="llava",
-        llm=LLMSpec(file="llm.gguf", arch="llama", dtype="f16", n_ctx_train=4096, n_embd=64, n_vocab=100,
-                    bos_id=1, eos_ids=[2], add_bos=True, chat_template="{{ x }}", bos_token="<s>", eos_token="</s>"),
+        llm=LLMSpec(
+            file="llm.gguf",
+            arch="llama",
+            dtype="f16",
+            n_ctx_train=4096,
+            n_embd=64,
+            n_vocab=100,
+            bos_id=1,
+            eos_ids=[2],
+            add_bos=True,
+            chat_template="{{ x }}",
+            bos_token="<s>",
+            eos_token="</s>",
+        ),
         files={},
         prompt=PromptLayout(image_marker="<image>", content_format="parts"),
-        vision=VisionSpec(file="vision.onnx", dtype="f32", input=TensorSpec("pixel_values", "float32", [-1, 3, 336, 336]),
-                          output=TensorSpec("image_embeds", "float32", [-1, 576, 64]), tokens_per_image=576,
-                          embed_dim=64, preprocess=pp),
+        vision=VisionSpec(
+            file="vision.onnx",
+            dtype="f32",
+            input=TensorSpec("pixel_values", "float32", [-1, 3, 336, 336]),
+            output=TensorSpec("image_embeds", "float32", [-1, 576, 64]),
+            tokens_per_image=576,
+            embed_dim=64,
+            preprocess=pp,
+        ),
         provenance={"source": "x", "parity": {"vision_max_abs_diff": 1e-6}},
     )
 
@@ -59,20 +83,30 @@ def test_write_then_load_and_verify(tmp_path):
     [
         (lambda m: m.update(schema_version=SCHEMA_VERSION + 1), "schema_version"),
         (lambda m: m.update(schema_version="2"), "schema_version"),
-        (lambda m: m["vision"]["preprocess"].update(scheme="tiles"),
-         r"manifest.vision.preprocess.scheme must be one of \['clip', 'idefics3', 'anyres', 'uhd'\], got 'tiles'"),
+        (
+            lambda m: m["vision"]["preprocess"].update(scheme="tiles"),
+            r"manifest.vision.preprocess.scheme must be one of \['clip', 'idefics3', 'anyres', 'uhd'\], got 'tiles'",
+        ),
         (lambda m: m["vision"]["preprocess"].pop("scheme"), "manifest.vision.preprocess.scheme is missing"),
         (lambda m: m["vision"].update(preprocess=[]), "manifest.vision.preprocess must be an object"),
         (lambda m: m["vision"]["preprocess"].update(crop_width="336"), "preprocess.crop_width must be int"),
         (lambda m: m["vision"]["preprocess"].update(mean=[0.5, "x", 0.5]), r"preprocess.mean\[1\] must be float"),
-        (lambda m: m["vision"].update(preprocess={"scheme": "idefics3", "tile_size": 0}),
-         r"^manifest.json: manifest.vision.preprocess.tile_size must be an integer >= 1, got 0$"),
-        (lambda m: m["vision"].update(preprocess={"scheme": "anyres", "grid_pinpoints": [[336, 600]]}),
-         r"^manifest.json: manifest.vision.preprocess: grid pinpoint \[336, 600\] is not a multiple of crop_size 336$"),
-        (lambda m: m["vision"].update(preprocess={"scheme": "uhd", "resample": "cubic"}),
-         "manifest.vision.preprocess.resample must be one of nearest, bilinear"),
-        (lambda m: m["vision"].update(preprocess={"scheme": "idefics3", "do_pad": "yes"}),
-         "manifest.vision.preprocess.do_pad must be bool"),
+        (
+            lambda m: m["vision"].update(preprocess={"scheme": "idefics3", "tile_size": 0}),
+            r"^manifest.json: manifest.vision.preprocess.tile_size must be an integer >= 1, got 0$",
+        ),
+        (
+            lambda m: m["vision"].update(preprocess={"scheme": "anyres", "grid_pinpoints": [[336, 600]]}),
+            r"^manifest.json: manifest.vision.preprocess: grid pinpoint \[336, 600\] is not a multiple of crop_size 336$",
+        ),
+        (
+            lambda m: m["vision"].update(preprocess={"scheme": "uhd", "resample": "cubic"}),
+            "manifest.vision.preprocess.resample must be one of nearest, bilinear",
+        ),
+        (
+            lambda m: m["vision"].update(preprocess={"scheme": "idefics3", "do_pad": "yes"}),
+            "manifest.vision.preprocess.do_pad must be bool",
+        ),
         (lambda m: m.pop("files"), "manifest.files is missing"),
         (lambda m: m["llm"].update(n_embd="64"), "manifest.llm.n_embd must be int"),
         (lambda m: m["vision"].update(tokens_per_image=True), "tokens_per_image must be int"),
@@ -128,8 +162,11 @@ def test_existing_output_needs_overwrite(tmp_path):
         write_bundle(tmp_path / "plain", _populate, overwrite=True)
 
 
-@pytest.mark.parametrize("slicing", [None, Idefics3Slicing(tile_size=336, tokens_per_tile=576), AnyresSlicing()],
-                         ids=["clip", "idefics3", "anyres"])
+@pytest.mark.parametrize(
+    "slicing",
+    [None, Idefics3Slicing(tile_size=336, tokens_per_tile=576), AnyresSlicing()],
+    ids=["clip", "idefics3", "anyres"],
+)
 def test_schema_1_manifests_load_upgraded_in_memory(tmp_path, slicing):
     def populate(tmp: Path) -> Manifest:
         m = _populate(tmp)

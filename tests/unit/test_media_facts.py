@@ -1,5 +1,6 @@
 """How media rows are attended and positioned: the manifest records it, the runtime reads it
 (positions an item takes) and refuses what it cannot execute."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -12,13 +13,28 @@ import pytest
 
 from edge.errors import BundleError
 from edge.manifest import LLMSpec, Manifest, MediaAttention, MediaPositions
-from edge.runtime.pipeline import (SUPPORTED_MEDIA_ATTENTION, SUPPORTED_MEDIA_POSITIONS, _Image, _width,
-                                   check_media_facts)
+from edge.runtime.pipeline import (
+    SUPPORTED_MEDIA_ATTENTION,
+    SUPPORTED_MEDIA_POSITIONS,
+    _Image,
+    _width,
+    check_media_facts,
+)
 
 
 def _llm(**facts) -> LLMSpec:
-    return LLMSpec(file="llm.gguf", arch="llama", dtype="f32", n_ctx_train=64, n_embd=8, n_vocab=10,
-                   bos_id=1, eos_ids=[2], add_bos=True, **facts)
+    return LLMSpec(
+        file="llm.gguf",
+        arch="llama",
+        dtype="f32",
+        n_ctx_train=64,
+        n_embd=8,
+        n_vocab=10,
+        bos_id=1,
+        eos_ids=[2],
+        add_bos=True,
+        **facts,
+    )
 
 
 def _text_bundle(llm: LLMSpec) -> Manifest:
@@ -43,8 +59,9 @@ def test_facts_round_trip_and_old_manifests_get_the_defaults():
     assert (old.llm.media_attention, old.llm.media_positions) == ("causal", "linear")
 
 
-@pytest.mark.parametrize("key, value", [("media_attention", "sideways"), ("media_positions", 3),
-                                        ("media_positions", "Linear")])
+@pytest.mark.parametrize(
+    "key, value", [("media_attention", "sideways"), ("media_positions", 3), ("media_positions", "Linear")]
+)
 def test_unknown_values_are_refused_with_the_field_named(key, value):
     data = json.loads(_text_bundle(_llm()).to_json())
     data["llm"][key] = value
@@ -55,8 +72,10 @@ def test_unknown_values_are_refused_with_the_field_named(key, value):
 def test_runtime_runs_causal_linear_and_refuses_the_rest():
     check_media_facts(_llm())  # what this runtime executes
     assert SUPPORTED_MEDIA_ATTENTION == ("causal",) and SUPPORTED_MEDIA_POSITIONS == ("linear",)
-    for facts, words in (({"media_attention": "bidirectional"}, "bidirectional attention"),
-                         ({"media_positions": "mrope"}, "'mrope' (multi-axis) positions")):
+    for facts, words in (
+        ({"media_attention": "bidirectional"}, "bidirectional attention"),
+        ({"media_positions": "mrope"}, "'mrope' (multi-axis) positions"),
+    ):
         with pytest.raises(BundleError, match=re.escape(words)) as info:
             check_media_facts(_llm(**facts))
         assert "\n" not in str(info.value) and "upgrade edge" in str(info.value)

@@ -1,4 +1,5 @@
 """Log-mel features against transformers' WhisperFeatureExtractor (the reference)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -44,8 +45,15 @@ def test_128_mel_bands_as_large_v3():
 def test_filter_bank_is_transformers_slaney_bank():
     from transformers.audio_utils import mel_filter_bank
 
-    ref = mel_filter_bank(num_frequency_bins=201, num_mel_filters=80, min_frequency=0.0, max_frequency=8000.0,
-                          sampling_rate=16000, norm="slaney", mel_scale="slaney")
+    ref = mel_filter_bank(
+        num_frequency_bins=201,
+        num_mel_filters=80,
+        min_frequency=0.0,
+        max_frequency=8000.0,
+        sampling_rate=16000,
+        norm="slaney",
+        mel_scale="slaney",
+    )
     np.testing.assert_allclose(mel_filters(16000, 400, 80, 0.0, 8000.0), ref, rtol=1e-10, atol=1e-12)
 
 

@@ -1,4 +1,5 @@
 """Backend option types: validation, provider parsing, the short forms, and the CLI's builder."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -13,30 +14,39 @@ from edge.events import Placement
 from edge.options import CPU, ExportOptions, LLMOptions, OnnxOptions, Provider, RuntimeOptions
 
 
-@pytest.mark.parametrize("text, name, options", [
-    ("cpu", "CPUExecutionProvider", {}),
-    ("CPUExecutionProvider", "CPUExecutionProvider", {}),
-    ("CUDA:device_id=1", "CUDAExecutionProvider", {"device_id": "1"}),
-    (" cuda : device_id = 0 , arena_extend_strategy=kSameAsRequested ", "CUDAExecutionProvider",
-     {"device_id": "0", "arena_extend_strategy": "kSameAsRequested"}),
-    ("qnn:backend_path=C:\\qnn\\QnnHtp.dll", "QNNExecutionProvider", {"backend_path": "C:\\qnn\\QnnHtp.dll"}),
-    ("VitisAIExecutionProvider", "VitisAIExecutionProvider", {}),
-    ("coreml:", "CoreMLExecutionProvider", {}),
-])
+@pytest.mark.parametrize(
+    "text, name, options",
+    [
+        ("cpu", "CPUExecutionProvider", {}),
+        ("CPUExecutionProvider", "CPUExecutionProvider", {}),
+        ("CUDA:device_id=1", "CUDAExecutionProvider", {"device_id": "1"}),
+        (
+            " cuda : device_id = 0 , arena_extend_strategy=kSameAsRequested ",
+            "CUDAExecutionProvider",
+            {"device_id": "0", "arena_extend_strategy": "kSameAsRequested"},
+        ),
+        ("qnn:backend_path=C:\\qnn\\QnnHtp.dll", "QNNExecutionProvider", {"backend_path": "C:\\qnn\\QnnHtp.dll"}),
+        ("VitisAIExecutionProvider", "VitisAIExecutionProvider", {}),
+        ("coreml:", "CoreMLExecutionProvider", {}),
+    ],
+)
 def test_provider_parse(text, name, options):
     p = Provider.parse(text)
     assert p == Provider(name, options)
     assert p.as_dict() == {"name": name, "options": options}
 
 
-@pytest.mark.parametrize("text, match", [
-    ("", "needs a name"),
-    (":device_id=0", "needs a name"),
-    ("gpu", "unknown execution provider"),
-    ("cuda:device_id", "key=value"),
-    ("cuda:=1", "key=value"),
-    ("cuda:device_id=0,device_id=1", "twice"),
-])
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("", "needs a name"),
+        (":device_id=0", "needs a name"),
+        ("gpu", "unknown execution provider"),
+        ("cuda:device_id", "key=value"),
+        ("cuda:=1", "key=value"),
+        ("cuda:device_id=0,device_id=1", "twice"),
+    ],
+)
 def test_provider_parse_errors(text, match):
     with pytest.raises(InputError, match=match):
         Provider.parse(text)
@@ -63,8 +73,15 @@ def test_onnx_options():
     o = OnnxOptions(threads=3, providers=["azure", CPU])  # names are parsed, a list becomes a tuple
     assert o.providers == (Provider("AzureExecutionProvider"), CPU)
     hash(o)
-    for bad in (dict(threads=-1), dict(threads=5000), dict(providers=()), dict(providers="cpu"),
-                dict(providers=(CPU, "cpu")), dict(providers=(3,)), dict(providers=CPU)):
+    for bad in (
+        dict(threads=-1),
+        dict(threads=5000),
+        dict(providers=()),
+        dict(providers="cpu"),
+        dict(providers=(CPU, "cpu")),
+        dict(providers=(3,)),
+        dict(providers=CPU),
+    ):
         with pytest.raises(InputError):
             OnnxOptions(**bad)
 
@@ -158,22 +175,32 @@ def test_cli_log_lines(monkeypatch):
         logging.getLogger("edge.onnxruntime").debug("still not shown")
     finally:
         logger.setLevel(level)
-    assert err.getvalue().splitlines() == ["edge: warning: vision.onnx: a warning",
-                                           "edge: info: vision.onnx: 3 nodes on CPUExecutionProvider"]
+    assert err.getvalue().splitlines() == [
+        "edge: warning: vision.onnx: a warning",
+        "edge: info: vision.onnx: 3 nodes on CPUExecutionProvider",
+    ]
 
 
 def test_placement_reasons():
     ok = Placement("v.onnx", ("CPUExecutionProvider",), ("CPUExecutionProvider",), (("CPUExecutionProvider", 5),))
     assert not ok.fallback and ok.as_dict()["nodes"] == {"CPUExecutionProvider": 5}
-    dropped = Placement("v.onnx", ("CUDAExecutionProvider", "CPUExecutionProvider"), ("CPUExecutionProvider",),
-                        (("CPUExecutionProvider", 5),))
+    dropped = Placement(
+        "v.onnx",
+        ("CUDAExecutionProvider", "CPUExecutionProvider"),
+        ("CPUExecutionProvider",),
+        (("CPUExecutionProvider", 5),),
+    )
     assert dropped.fallback
     assert dropped.reasons[0] == "CUDAExecutionProvider was asked for but onnxruntime did not register it"
     assert "5 of 5 nodes do not run on CUDAExecutionProvider" in dropped.reasons[1]
-    split = Placement("v.onnx", ("CUDAExecutionProvider", "CPUExecutionProvider"),
-                      ("CUDAExecutionProvider", "CPUExecutionProvider"),
-                      (("CUDAExecutionProvider", 40), ("CPUExecutionProvider", 2)))
-    assert split.reasons == ("2 of 42 nodes do not run on CUDAExecutionProvider, asked for first "
-                             "(2 on CPUExecutionProvider)",)
+    split = Placement(
+        "v.onnx",
+        ("CUDAExecutionProvider", "CPUExecutionProvider"),
+        ("CUDAExecutionProvider", "CPUExecutionProvider"),
+        (("CUDAExecutionProvider", 40), ("CPUExecutionProvider", 2)),
+    )
+    assert split.reasons == (
+        "2 of 42 nodes do not run on CUDAExecutionProvider, asked for first (2 on CPUExecutionProvider)",
+    )
     unknown = Placement("v.onnx", ("CPUExecutionProvider",), ("CPUExecutionProvider",))
     assert not unknown.fallback and unknown.as_dict()["nodes"] == {}

@@ -1,4 +1,5 @@
 """Prompt building: chat templates, image markers, chunks."""
+
 import pytest
 
 from edge.errors import InputError
@@ -6,13 +7,25 @@ from edge.manifest import LLMSpec, PromptLayout
 from edge.runtime.text.prompt import ImageSlot, Message, detect_content_format, render_chat, split_prompt
 
 STRING_TPL = "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}</s>{% endfor %}{% if add_generation_prompt %}<assistant>{% endif %}"
-PARTS_TPL = ("{% for m in messages %}{{ m['role'] }}: {% for p in m['content'] %}{% if p['type'] == 'image' %}<image>"
-             "{% else %}{{ p['text'] }}{% endif %}{% endfor %}\n{% endfor %}ASSISTANT:")
+PARTS_TPL = (
+    "{% for m in messages %}{{ m['role'] }}: {% for p in m['content'] %}{% if p['type'] == 'image' %}<image>"
+    "{% else %}{{ p['text'] }}{% endif %}{% endfor %}\n{% endfor %}ASSISTANT:"
+)
 
 
 def _llm(tpl):
-    return LLMSpec(file="x", arch="llama", dtype="f32", n_ctx_train=10, n_embd=4, n_vocab=10, bos_id=1,
-                   eos_ids=[2], add_bos=False, chat_template=tpl)
+    return LLMSpec(
+        file="x",
+        arch="llama",
+        dtype="f32",
+        n_ctx_train=10,
+        n_embd=4,
+        n_vocab=10,
+        bos_id=1,
+        eos_ids=[2],
+        add_bos=False,
+        chat_template=tpl,
+    )
 
 
 def fake_tokenize(text, add_bos):

@@ -1,5 +1,6 @@
 """Quantization parts without models: recipes, figures, ONNX graph rewriting, probe images,
 and a fixed-batch vision graph. The graphs are small real ONNX models run by onnxruntime."""
+
 from __future__ import annotations
 
 import math
@@ -11,10 +12,10 @@ from onnx import TensorProto, helper, numpy_helper
 
 from edge.errors import InputError
 from edge.manifest import ImagePreprocess, TensorSpec, VisionSpec
+from edge.options import OnnxOptions
 from edge.quantize import fidelity, onnx_quant
 from edge.quantize.probes import probe_images
 from edge.quantize.recipes import RECIPES, Recipe, get_recipe
-from edge.options import OnnxOptions
 from edge.runtime.vision.encoder import VisionEncoder
 
 
@@ -31,12 +32,15 @@ def test_unknown_recipe_lists_the_known_ones():
         get_recipe("q3")
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"llm": "Q7_X", "vision": None}, "unknown GGUF type"),
-    ({"llm": None, "vision": "int3"}, "unknown vision method"),
-    ({"llm": None, "vision": "int4", "int4_block": 24}, "power of two"),
-    ({"llm": None, "vision": None, "audio": "qdq-int8"}, "cannot be statically"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"llm": "Q7_X", "vision": None}, "unknown GGUF type"),
+        ({"llm": None, "vision": "int3"}, "unknown vision method"),
+        ({"llm": None, "vision": "int4", "int4_block": 24}, "power of two"),
+        ({"llm": None, "vision": None, "audio": "qdq-int8"}, "cannot be statically"),
+    ],
+)
 def test_bad_recipes_are_refused(kwargs, match):
     with pytest.raises(InputError, match=match):
         Recipe("x", "test", **kwargs)
@@ -58,8 +62,15 @@ def test_embedding_figures_are_computed():
 
 def test_llm_and_answer_figures():
     ref = fidelity.Observation(heldout_nll=2.0, answers=[[1, 2, 3], [4, 5], [6]])
-    ours = fidelity.Observation(positions=10, top1_agree=9, kl_sum=0.5, kl_max=0.2, heldout_nll=2.01,
-                                heldout_tokens=99, answers=[[1, 2, 3], [4, 6], [7, 8]])
+    ours = fidelity.Observation(
+        positions=10,
+        top1_agree=9,
+        kl_sum=0.5,
+        kl_max=0.2,
+        heldout_nll=2.01,
+        heldout_tokens=99,
+        answers=[[1, 2, 3], [4, 6], [7, 8]],
+    )
     llm = fidelity.llm_figures(ref, ours)
     assert llm["top1_agreement"] == 0.9 and llm["kl"] == 0.05 and llm["kl_max"] == 0.2
     assert llm["perplexity_before"] == pytest.approx(math.exp(2.0))
@@ -88,8 +99,12 @@ def _linear_graph(weight: np.ndarray, f16: bool, batch="n") -> onnx.ModelProto:
         inits.append(numpy_helper.from_array(weight.astype(np.float32), "W"))
     nodes.append(helper.make_node("MatMul", ["x", "W"], ["y"]))
     graph = helper.make_graph(
-        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 4, k])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 4, m])], inits)
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 4, k])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 4, m])],
+        inits,
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
 
 
@@ -135,17 +150,28 @@ def test_qdq_static_fixes_the_batch_and_calls_back_per_calibration_input(tmp_pat
 def test_vision_encoder_runs_a_fixed_batch_graph_one_image_at_a_time(tmp_path):
     """A [1, 3, 2, 2] -> [1, 3, 4] graph (as static QDQ makes) still takes any number of images."""
     w = np.random.default_rng(3).standard_normal((4, 4)).astype(np.float32)
-    nodes = [helper.make_node("Reshape", ["pixel_values", "shape"], ["flat"]),
-             helper.make_node("MatMul", ["flat", "W"], ["image_embeds"])]
+    nodes = [
+        helper.make_node("Reshape", ["pixel_values", "shape"], ["flat"]),
+        helper.make_node("MatMul", ["flat", "W"], ["image_embeds"]),
+    ]
     graph = helper.make_graph(
-        nodes, "g", [helper.make_tensor_value_info("pixel_values", TensorProto.FLOAT, [1, 3, 2, 2])],
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("pixel_values", TensorProto.FLOAT, [1, 3, 2, 2])],
         [helper.make_tensor_value_info("image_embeds", TensorProto.FLOAT, [1, 3, 4])],
-        [numpy_helper.from_array(w, "W"), numpy_helper.from_array(np.array([1, 3, 4], np.int64), "shape")])
+        [numpy_helper.from_array(w, "W"), numpy_helper.from_array(np.array([1, 3, 4], np.int64), "shape")],
+    )
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), tmp_path / "v.onnx")
     pp = ImagePreprocess(scheme="clip", image_size=2, shortest_edge=2, crop_height=2, crop_width=2)
-    spec = VisionSpec(file="v.onnx", dtype="qdq-int8", input=TensorSpec("pixel_values", "float32", [1, 3, 2, 2]),
-                      output=TensorSpec("image_embeds", "float32", [1, 3, 4]), tokens_per_image=3, embed_dim=4,
-                      preprocess=pp)
+    spec = VisionSpec(
+        file="v.onnx",
+        dtype="qdq-int8",
+        input=TensorSpec("pixel_values", "float32", [1, 3, 2, 2]),
+        output=TensorSpec("image_embeds", "float32", [1, 3, 4]),
+        tokens_per_image=3,
+        embed_dim=4,
+        preprocess=pp,
+    )
     enc = VisionEncoder(tmp_path, spec, OnnxOptions(threads=1))
     x = np.random.default_rng(4).standard_normal((3, 3, 2, 2)).astype(np.float32)
     out = enc(x)

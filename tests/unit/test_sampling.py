@@ -1,10 +1,11 @@
 """Sampling: greedy, seeded reproducibility, top-k/top-p truncation, option checks."""
+
 import numpy as np
 import pytest
 
 from edge.errors import InputError
-from edge.runtime.text.sampling import Sampler
 from edge.options import SamplingOptions
+from edge.runtime.text.sampling import Sampler
 
 
 def _logits(seed=0, n=1000):
@@ -42,8 +43,17 @@ def test_top_p_keeps_the_nucleus():
     assert {s(lg) for _ in range(300)} == {0, 1}
 
 
-@pytest.mark.parametrize("kw", [dict(temperature=-1), dict(temperature=float("nan")), dict(top_p=0.0),
-                                dict(top_p=1.5), dict(top_k=-1), dict(seed=-3)])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(temperature=-1),
+        dict(temperature=float("nan")),
+        dict(top_p=0.0),
+        dict(top_p=1.5),
+        dict(top_k=-1),
+        dict(seed=-3),
+    ],
+)
 def test_bad_options(kw):
     with pytest.raises(InputError):
         SamplingOptions(**kw)

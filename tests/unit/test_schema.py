@@ -1,4 +1,5 @@
 """The JSON Schema of manifest.json: generated from the dataclasses, shipped, complete, strict."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -10,8 +11,7 @@ import jsonschema
 import pytest
 
 from edge import checks
-from edge.manifest import (SCHEMA_VERSION, FileEntry, LLMSpec, Manifest, PromptLayout, TensorSpec, VisionSpec,
-                           union_tag)
+from edge.manifest import SCHEMA_VERSION, FileEntry, LLMSpec, Manifest, PromptLayout, TensorSpec, VisionSpec, union_tag
 from edge.preprocess import PREPROCESS_SCHEMES, AnyresSlicing, Idefics3Slicing, ImagePreprocess, UhdSlicing
 from edge.schema import _Generator, field_docs, json_schema, schema_text, shipped_schema_path
 
@@ -24,13 +24,34 @@ def validator() -> jsonschema.Draft202012Validator:
 
 
 def _manifest(preprocess: Any) -> dict:
-    vision = VisionSpec(file="vision.onnx", dtype="f32", input=TensorSpec("pixel_values", "float32", [-1, 3, 8, 8]),
-                        output=TensorSpec("image_embeds", "float32", [-1, 4, 16]), tokens_per_image=4,
-                        embed_dim=16, preprocess=preprocess)
-    m = Manifest(name="demo", family="llava", files={"vision.onnx": FileEntry("vision.onnx", 3, "ab" * 32)},
-                 llm=LLMSpec(file="llm.gguf", arch="llama", dtype="f16", n_ctx_train=64, n_embd=16, n_vocab=10,
-                             bos_id=1, eos_ids=[2], add_bos=True),
-                 prompt=PromptLayout(), vision=vision, provenance={"parity": {"x": 1.0}})
+    vision = VisionSpec(
+        file="vision.onnx",
+        dtype="f32",
+        input=TensorSpec("pixel_values", "float32", [-1, 3, 8, 8]),
+        output=TensorSpec("image_embeds", "float32", [-1, 4, 16]),
+        tokens_per_image=4,
+        embed_dim=16,
+        preprocess=preprocess,
+    )
+    m = Manifest(
+        name="demo",
+        family="llava",
+        files={"vision.onnx": FileEntry("vision.onnx", 3, "ab" * 32)},
+        llm=LLMSpec(
+            file="llm.gguf",
+            arch="llama",
+            dtype="f16",
+            n_ctx_train=64,
+            n_embd=16,
+            n_vocab=10,
+            bos_id=1,
+            eos_ids=[2],
+            add_bos=True,
+        ),
+        prompt=PromptLayout(),
+        vision=vision,
+        provenance={"parity": {"x": 1.0}},
+    )
     return json.loads(m.to_json())
 
 
@@ -102,8 +123,19 @@ def test_manifests_of_every_scheme_validate_and_round_trip(validator, pp):
         lambda m: m["files"]["vision.onnx"].pop("sha256"),
         lambda m: m["prompt"].update(image_marker=None),
     ],
-    ids=["unknown scheme", "no scheme", "wrong type", "other scheme's field", "slicing", "v1", "no files",
-         "float id", "str id", "no sha256", "null marker"],
+    ids=[
+        "unknown scheme",
+        "no scheme",
+        "wrong type",
+        "other scheme's field",
+        "slicing",
+        "v1",
+        "no files",
+        "float id",
+        "str id",
+        "no sha256",
+        "null marker",
+    ],
 )
 def test_malformed_manifests_fail_validation(validator, edit):
     data = _manifest(CLIP)
@@ -162,12 +194,18 @@ def test_generator_maps_every_kind_of_type():
     assert props["name"] == {"description": "a comment above, on two lines", "type": "string"}
     assert props["mode"] == {"description": "an enum", "type": "string", "enum": ["a", "b"], "default": "a"}
     assert props["maybe"]["anyOf"] == [{"type": "number"}, {"type": "null"}]
-    assert props["items"] == {"description": "an array", "type": "array", "items": {"type": "integer"},
-                              "default": [1, 2]}
+    assert props["items"] == {
+        "description": "an array",
+        "type": "array",
+        "items": {"type": "integer"},
+        "default": [1, 2],
+    }
     assert props["table"]["additionalProperties"] == {"type": "boolean"}
     assert props["anything"] == {"description": "any value", "default": None}
-    assert props["leaf"]["anyOf"] == [{"oneOf": [{"$ref": "#/$defs/_Leaf"}, {"$ref": "#/$defs/_Other"}]},
-                                      {"type": "null"}]
+    assert props["leaf"]["anyOf"] == [
+        {"oneOf": [{"$ref": "#/$defs/_Leaf"}, {"$ref": "#/$defs/_Other"}]},
+        {"type": "null"},
+    ]
     assert props["nested"]["default"] == {"kind": "other"}
     assert gen.defs["_Leaf"]["required"] == ["kind"]  # no default: required
     assert gen.defs["_Other"]["required"] == ["kind"]  # a tag is required even with a default

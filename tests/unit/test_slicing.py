@@ -3,23 +3,34 @@
 Scheme-specific parity with transformers is in test_slicing_idefics3.py,
 test_slicing_anyres.py and test_slicing_uhd.py.
 """
+
 from __future__ import annotations
 
 import json
 
 import numpy as np
 import pytest
+from slicing_support import random_image
 
+from edge.checks import resample_name
 from edge.errors import InputError
 from edge.runtime.vision import slicing
-from edge.runtime.vision.slicing import (SLICERS, AnyresSlicing, Idefics3Slicing, UhdSlicing, apply_slices,
-                                  plan_slices, plan_to_dict, slicing_from_dict)
-from edge.runtime.vision.slice_common import resample_name
-from slicing_support import random_image
+from edge.runtime.vision.slicing import (
+    SLICERS,
+    AnyresSlicing,
+    Idefics3Slicing,
+    UhdSlicing,
+    apply_slices,
+    plan_slices,
+    plan_to_dict,
+    slicing_from_dict,
+)
 
 CHEAP = {
     "idefics3": Idefics3Slicing(longest_edge=96, tile_size=32, tokens_per_tile=4),
-    "anyres": AnyresSlicing(grid_pinpoints=[[28, 56], [56, 28], [56, 56]], shortest_edge=28, crop_size=28, patch_size=7),
+    "anyres": AnyresSlicing(
+        grid_pinpoints=[[28, 56], [56, 28], [56, 56]], shortest_edge=28, crop_size=28, patch_size=7
+    ),
     "uhd": UhdSlicing(scale_resolution=56, patch_size=14, tokens_per_slice=4),
 }
 MINIMUM = {"idefics3": 4, "anyres": 17, "uhd": 4}  # tokens of the one-frame plan
@@ -102,7 +113,14 @@ def test_params_are_plain_json(name):
 
 
 def test_resample_names():
-    assert [resample_name(i) for i in (0, 1, 2, 3, 4, 5)] == ["nearest", "lanczos", "bilinear", "bicubic", "box", "hamming"]
+    assert [resample_name(i) for i in (0, 1, 2, 3, 4, 5)] == [
+        "nearest",
+        "lanczos",
+        "bilinear",
+        "bicubic",
+        "box",
+        "hamming",
+    ]
     assert resample_name("BICUBIC") == "bicubic"
     for bad in (6, "cubic", True, None):
         with pytest.raises(InputError):

@@ -1,5 +1,7 @@
 """LLaVA-NeXT anyres against transformers: ``LlavaNextImageProcessor`` (slow) pixels,
 ``LlavaNextProcessor`` token counts, and ``LlavaNextModel.pack_image_features``.
+(Over 400 lines on purpose: planner, pixels, token counts and feature packing of one scheme,
+each against its transformers reference, read together.)
 
 llava-v1.6's settings (llava-hf/llava-v1.6-* ``preprocessor_config.json``): pinpoints
 ``[[336,672],[672,336],[672,672],[1008,336],[336,1008]]``, shortest edge and crop 336,
@@ -14,40 +16,104 @@ HF's processor guesses the channel axis of the resized image inside
 to 1 or 3 rows (e.g. 4000x1) is padded along the wrong axes and sliced into garbage.
 Those sizes are checked against HF's building blocks called with the axis stated.
 """
+
 from __future__ import annotations
 
 import json
 
 import numpy as np
 import pytest
+from slicing_support import random_image, size_id, tokenizer
 
 from edge.errors import InputError
-from edge.runtime.vision.slicing import (AnyresSlicing, anyres_feature_window, apply_anyres,
-                                  pack_anyres_features, plan_anyres, select_best_resolution,
-                                  slicing_from_dict)
-from slicing_support import random_image, size_id, tokenizer
+from edge.runtime.vision.slicing import (
+    AnyresSlicing,
+    anyres_feature_window,
+    apply_anyres,
+    pack_anyres_features,
+    plan_anyres,
+    select_best_resolution,
+    slicing_from_dict,
+)
 
 transformers = pytest.importorskip("transformers")
 torch = pytest.importorskip("torch")
 
 CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
 CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
-V16 = dict(size={"shortest_edge": 336}, crop_size={"height": 336, "width": 336}, resample=3,
-           image_grid_pinpoints=[[336, 672], [672, 336], [672, 672], [1008, 336], [336, 1008]],
-           image_mean=CLIP_MEAN, image_std=CLIP_STD)
-CHEAP = dict(size={"shortest_edge": 28}, crop_size={"height": 28, "width": 28}, resample=3,
-             image_grid_pinpoints=[[28, 56], [56, 28], [56, 56], [84, 28], [28, 84]],
-             image_mean=CLIP_MEAN, image_std=CLIP_STD)
+V16 = dict(
+    size={"shortest_edge": 336},
+    crop_size={"height": 336, "width": 336},
+    resample=3,
+    image_grid_pinpoints=[[336, 672], [672, 336], [672, 672], [1008, 336], [336, 1008]],
+    image_mean=CLIP_MEAN,
+    image_std=CLIP_STD,
+)
+CHEAP = dict(
+    size={"shortest_edge": 28},
+    crop_size={"height": 28, "width": 28},
+    resample=3,
+    image_grid_pinpoints=[[28, 56], [56, 28], [56, 56], [84, 28], [28, 84]],
+    image_mean=CLIP_MEAN,
+    image_std=CLIP_STD,
+)
 CONFIGS = {"v16": (V16, 14), "cheap": (CHEAP, 7)}
 
-V16_SIZES = [(1, 1), (1, 4000), (997, 13), (331, 727), (336, 336), (336, 672), (672, 336),
-             (672, 672), (1008, 336), (336, 1008), (640, 480), (2000, 1500)]
+V16_SIZES = [
+    (1, 1),
+    (1, 4000),
+    (997, 13),
+    (331, 727),
+    (336, 336),
+    (336, 672),
+    (672, 336),
+    (672, 672),
+    (1008, 336),
+    (336, 1008),
+    (640, 480),
+    (2000, 1500),
+]
 CHEAP_SIZES = [
-    (1, 1), (1, 4000), (997, 13), (13, 997), (331, 727), (727, 331), (2, 3), (2, 5), (5, 7),
-    (11, 13), (28, 28), (56, 28), (28, 56), (84, 28), (28, 84), (56, 56), (29, 29), (27, 27),
-    (57, 56), (56, 57), (85, 29), (100, 100), (101, 103), (37, 29), (17, 1999), (1999, 17),
-    (1, 255), (500, 50), (50, 500), (300, 200), (200, 300), (640, 480), (480, 640), (1920, 1080),
-    (1080, 1920), (1001, 999), (63, 127), (127, 63), (2, 2), (5, 3),
+    (1, 1),
+    (1, 4000),
+    (997, 13),
+    (13, 997),
+    (331, 727),
+    (727, 331),
+    (2, 3),
+    (2, 5),
+    (5, 7),
+    (11, 13),
+    (28, 28),
+    (56, 28),
+    (28, 56),
+    (84, 28),
+    (28, 84),
+    (56, 56),
+    (29, 29),
+    (27, 27),
+    (57, 56),
+    (56, 57),
+    (85, 29),
+    (100, 100),
+    (101, 103),
+    (37, 29),
+    (17, 1999),
+    (1999, 17),
+    (1, 255),
+    (500, 50),
+    (50, 500),
+    (300, 200),
+    (200, 300),
+    (640, 480),
+    (480, 640),
+    (1920, 1080),
+    (1080, 1920),
+    (1001, 999),
+    (63, 127),
+    (127, 63),
+    (2, 2),
+    (5, 3),
 ]
 # Resized to 1 or 3 rows: HF's processor mis-pads them (see the module docstring).
 CHANNEL_GUESS_SIZES = [(4000, 1), (1000, 3), (255, 1), (3, 1), (120, 1), (1999, 17)]
@@ -58,8 +124,9 @@ def hf_image_processor(config: str, **overrides):
 
 
 def params_for(config: str, **overrides) -> AnyresSlicing:
-    return AnyresSlicing.from_processor_config(hf_image_processor(config, **overrides).to_dict(),
-                                               patch_size=CONFIGS[config][1])
+    return AnyresSlicing.from_processor_config(
+        hf_image_processor(config, **overrides).to_dict(), patch_size=CONFIGS[config][1]
+    )
 
 
 def check_against_hf(config: str, dims) -> None:
@@ -67,11 +134,18 @@ def check_against_hf(config: str, dims) -> None:
     plan = plan_anyres(*dims, params)
     got = apply_anyres(random_image(*dims), plan, params)
     proc = transformers.LlavaNextProcessor(
-        image_processor=hf_image_processor(config), tokenizer=tokenizer(), patch_size=CONFIGS[config][1],
-        vision_feature_select_strategy="default", num_additional_image_tokens=1,
+        image_processor=hf_image_processor(config),
+        tokenizer=tokenizer(),
+        patch_size=CONFIGS[config][1],
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
     )
-    ref = proc(images=[random_image(*dims)], text="<image>\nWhat is it?", return_tensors="np",
-               input_data_format="channels_last")
+    ref = proc(
+        images=[random_image(*dims)],
+        text="<image>\nWhat is it?",
+        return_tensors="np",
+        input_data_format="channels_last",
+    )
     # HF's processor mis-pads images resized to 1 or 3 rows: use its building blocks there.
     ref_px = hf_blocks(config, dims) if plan.resized[1] in (1, 3) else ref["pixel_values"][0]
     assert got.dtype == np.float32 and got.shape == ref_px.shape
@@ -110,9 +184,18 @@ def hf_blocks(config: str, dims) -> np.ndarray:
     se = hf.size["shortest_edge"]
     base = resize(image, (se, se), resample=hf.resample, input_data_format=last)
     frames = hf._preprocess(
-        [base] + patches, do_resize=True, size=hf.size, resample=hf.resample, do_center_crop=True,
-        crop_size=hf.crop_size, do_rescale=True, rescale_factor=hf.rescale_factor, do_normalize=True,
-        image_mean=hf.image_mean, image_std=hf.image_std, input_data_format=last,
+        [base] + patches,
+        do_resize=True,
+        size=hf.size,
+        resample=hf.resample,
+        do_center_crop=True,
+        crop_size=hf.crop_size,
+        do_rescale=True,
+        rescale_factor=hf.rescale_factor,
+        do_normalize=True,
+        image_mean=hf.image_mean,
+        image_std=hf.image_std,
+        input_data_format=last,
     )
     return np.stack(frames)
 
@@ -149,11 +232,24 @@ def tiny_models():
     for name, (cfg, patch) in CONFIGS.items():
         crop = cfg["crop_size"]["height"]
         config = LlavaNextConfig(
-            vision_config=CLIPVisionConfig(hidden_size=8, intermediate_size=8, num_hidden_layers=1,
-                                           num_attention_heads=1, image_size=crop, patch_size=patch),
-            text_config=LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=16, num_hidden_layers=1,
-                                    num_attention_heads=2, num_key_value_heads=1),
-            image_grid_pinpoints=cfg["image_grid_pinpoints"], vision_feature_select_strategy="default",
+            vision_config=CLIPVisionConfig(
+                hidden_size=8,
+                intermediate_size=8,
+                num_hidden_layers=1,
+                num_attention_heads=1,
+                image_size=crop,
+                patch_size=patch,
+            ),
+            text_config=LlamaConfig(
+                vocab_size=64,
+                hidden_size=16,
+                intermediate_size=16,
+                num_hidden_layers=1,
+                num_attention_heads=2,
+                num_key_value_heads=1,
+            ),
+            image_grid_pinpoints=cfg["image_grid_pinpoints"],
+            vision_feature_select_strategy="default",
         )
         torch.manual_seed(0)
         out[name] = LlavaNextForConditionalGeneration(config).eval()
@@ -163,7 +259,9 @@ def tiny_models():
 def torch_pack(model, features: np.ndarray, dims) -> np.ndarray:
     with torch.no_grad():
         packed, lens = model.model.pack_image_features(
-            [torch.from_numpy(features)], torch.tensor([[dims[1], dims[0]]]), "default",
+            [torch.from_numpy(features)],
+            torch.tensor([[dims[1], dims[0]]]),
+            "default",
             image_newline=model.model.image_newline,
         )
     assert int(lens[0]) == packed[0].shape[0]
@@ -172,14 +270,31 @@ def torch_pack(model, features: np.ndarray, dims) -> np.ndarray:
 
 @pytest.mark.parametrize("config", ["v16", "cheap"])
 @pytest.mark.parametrize(
-    "size", [(1, 1), (1, 4000), (4000, 1), (997, 13), (331, 727), (336, 336), (640, 480), (481, 640),
-             (2000, 1500), (1008, 336), (1, 2), (37, 29), (672, 673)], ids=size_id,
+    "size",
+    [
+        (1, 1),
+        (1, 4000),
+        (4000, 1),
+        (997, 13),
+        (331, 727),
+        (336, 336),
+        (640, 480),
+        (481, 640),
+        (2000, 1500),
+        (1008, 336),
+        (1, 2),
+        (37, 29),
+        (672, 673),
+    ],
+    ids=size_id,
 )
 def test_pack_matches_torch(tiny_models, config, size):
     model, params = tiny_models[config], params_for(config)
     plan = plan_anyres(*size, params)
     side = params.crop_size // params.patch_size
-    features = np.random.default_rng(size[0] + 7 * size[1]).standard_normal((plan.tiles, side * side, 16)).astype(np.float32)
+    features = (
+        np.random.default_rng(size[0] + 7 * size[1]).standard_normal((plan.tiles, side * side, 16)).astype(np.float32)
+    )
     newline = model.model.image_newline.detach().numpy()
     got = pack_anyres_features(features, plan, params, newline)
     ref = torch_pack(model, features, size)
@@ -276,8 +391,15 @@ def test_params_from_config_and_json_round_trip():
 
 @pytest.mark.parametrize(
     "bad",
-    [{"grid_pinpoints": []}, {"grid_pinpoints": [[336, 600]]}, {"grid_pinpoints": [[336]]},
-     {"patch_size": 15}, {"crop_size": 0}, {"do_center_crop": False}, {"resample": 3}],
+    [
+        {"grid_pinpoints": []},
+        {"grid_pinpoints": [[336, 600]]},
+        {"grid_pinpoints": [[336]]},
+        {"patch_size": 15},
+        {"crop_size": 0},
+        {"do_center_crop": False},
+        {"resample": 3},
+    ],
     ids=str,
 )
 def test_bad_params_raise(bad):

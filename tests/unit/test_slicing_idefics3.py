@@ -10,37 +10,100 @@ with the same structure (longest edge 4 tiles of 32) covers many more sizes.
 
 Measured: every case below is bit-identical to HF (max |diff| 0.0).
 """
+
 from __future__ import annotations
 
 import json
 
 import numpy as np
 import pytest
+from slicing_support import expand, random_image, size_id, tokenizer
 
 from edge.errors import InputError
-from edge.runtime.vision.slicing import (Idefics3Slicing, apply_idefics3, idefics3_layout,
-                                  idefics3_pixel_attention_mask, pad_idefics3_batch, plan_idefics3,
-                                  slicing_from_dict)
-from slicing_support import expand, random_image, size_id, tokenizer
+from edge.runtime.vision.slicing import (
+    Idefics3Slicing,
+    apply_idefics3,
+    idefics3_layout,
+    idefics3_pixel_attention_mask,
+    pad_idefics3_batch,
+    plan_idefics3,
+    slicing_from_dict,
+)
 
 transformers = pytest.importorskip("transformers")
 
-SMOLVLM = dict(size={"longest_edge": 2048}, max_image_size={"longest_edge": 512}, resample=1,
-               image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5])
-CHEAP = dict(size={"longest_edge": 128}, max_image_size={"longest_edge": 32}, resample=1,
-             image_mean=[0.48, 0.45, 0.41], image_std=[0.27, 0.26, 0.28])
+SMOLVLM = dict(
+    size={"longest_edge": 2048},
+    max_image_size={"longest_edge": 512},
+    resample=1,
+    image_mean=[0.5, 0.5, 0.5],
+    image_std=[0.5, 0.5, 0.5],
+)
+CHEAP = dict(
+    size={"longest_edge": 128},
+    max_image_size={"longest_edge": 32},
+    resample=1,
+    image_mean=[0.48, 0.45, 0.41],
+    image_std=[0.27, 0.26, 0.28],
+)
 SEQ = {"smolvlm": 64, "cheap": 4}
 CONFIGS = {"smolvlm": SMOLVLM, "cheap": CHEAP}
 
-SMOLVLM_SIZES = [(1, 1), (1, 4000), (4000, 1), (997, 13), (331, 727), (512, 512), (1024, 512),
-                 (1536, 1024), (2048, 1536)]
+SMOLVLM_SIZES = [
+    (1, 1),
+    (1, 4000),
+    (4000, 1),
+    (997, 13),
+    (331, 727),
+    (512, 512),
+    (1024, 512),
+    (1536, 1024),
+    (2048, 1536),
+]
 CHEAP_SIZES = [
-    (1, 1), (1, 4000), (4000, 1), (997, 13), (13, 997), (331, 727), (727, 331), (2, 3), (3, 2),
-    (5, 7), (11, 13), (32, 32), (64, 32), (32, 64), (96, 64), (128, 128), (33, 33), (31, 31),
-    (65, 64), (64, 65), (129, 97), (127, 128), (128, 127), (160, 96), (96, 160), (63, 127),
-    (101, 103), (37, 29), (17, 1999), (1999, 17), (255, 1), (1, 255), (500, 50), (50, 500),
-    (300, 200), (200, 300), (640, 480), (480, 640), (1920, 1080), (1080, 1920), (4096, 3),
-    (1001, 999), (1537, 1024),
+    (1, 1),
+    (1, 4000),
+    (4000, 1),
+    (997, 13),
+    (13, 997),
+    (331, 727),
+    (727, 331),
+    (2, 3),
+    (3, 2),
+    (5, 7),
+    (11, 13),
+    (32, 32),
+    (64, 32),
+    (32, 64),
+    (96, 64),
+    (128, 128),
+    (33, 33),
+    (31, 31),
+    (65, 64),
+    (64, 65),
+    (129, 97),
+    (127, 128),
+    (128, 127),
+    (160, 96),
+    (96, 160),
+    (63, 127),
+    (101, 103),
+    (37, 29),
+    (17, 1999),
+    (1999, 17),
+    (255, 1),
+    (1, 255),
+    (500, 50),
+    (50, 500),
+    (300, 200),
+    (200, 300),
+    (640, 480),
+    (480, 640),
+    (1920, 1080),
+    (1080, 1920),
+    (4096, 3),
+    (1001, 999),
+    (1537, 1024),
 ]
 
 
@@ -49,16 +112,17 @@ def hf_image_processor(config: str, **overrides):
 
 
 def params_for(config: str, **overrides) -> Idefics3Slicing:
-    return Idefics3Slicing.from_processor_config(hf_image_processor(config, **overrides).to_dict(),
-                                                 tokens_per_tile=SEQ[config])
+    return Idefics3Slicing.from_processor_config(
+        hf_image_processor(config, **overrides).to_dict(), tokens_per_tile=SEQ[config]
+    )
 
 
 def hf_run(config: str, dims, text: str = "User:<image>Describe it.", **overrides):
     """The HF processor on one image and prompt: pixel values, attention mask, input ids."""
-    proc = transformers.Idefics3Processor(image_processor=hf_image_processor(config, **overrides),
-                                          tokenizer=tokenizer(), image_seq_len=SEQ[config])
-    return proc(images=[random_image(*dims)], text=text, return_tensors="np",
-                input_data_format="channels_last")
+    proc = transformers.Idefics3Processor(
+        image_processor=hf_image_processor(config, **overrides), tokenizer=tokenizer(), image_seq_len=SEQ[config]
+    )
+    return proc(images=[random_image(*dims)], text=text, return_tensors="np", input_data_format="channels_last")
 
 
 def check_against_hf(config: str, dims, **overrides) -> None:
@@ -90,8 +154,14 @@ def test_cheap_config_matches_hf(size):
 
 @pytest.mark.parametrize(
     "overrides",
-    [{"do_image_splitting": False}, {"resample": 3}, {"do_normalize": False}, {"do_resize": False},
-     {"size": {"longest_edge": 100}}, {"max_image_size": {"longest_edge": 40}}],
+    [
+        {"do_image_splitting": False},
+        {"resample": 3},
+        {"do_normalize": False},
+        {"do_resize": False},
+        {"size": {"longest_edge": 100}},
+        {"max_image_size": {"longest_edge": 40}},
+    ],
     ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()),
 )
 @pytest.mark.parametrize("size", [(1, 1), (70, 45), (45, 150), (300, 7)], ids=size_id)
@@ -187,15 +257,28 @@ def test_budget_below_the_global_image_is_refused():
 def test_params_from_config_and_json_round_trip():
     d = hf_image_processor("smolvlm").to_dict()
     params = Idefics3Slicing.from_processor_config({**d, "image_seq_len": 64})
-    assert (params.longest_edge, params.tile_size, params.tokens_per_tile, params.resample) == (2048, 512, 64, "lanczos")
+    assert (params.longest_edge, params.tile_size, params.tokens_per_tile, params.resample) == (
+        2048,
+        512,
+        64,
+        "lanczos",
+    )
     again = slicing_from_dict(json.loads(json.dumps(params.to_dict())))
     assert again == params
 
 
 @pytest.mark.parametrize(
     "bad",
-    [{"tile_size": 0}, {"longest_edge": -1}, {"tokens_per_tile": 1.5}, {"resample": "cubic"},
-     {"mean": [0.5, 0.5]}, {"std": [0.5, 0.0, 0.5]}, {"do_pad": "yes"}, {"rescale_factor": 0}],
+    [
+        {"tile_size": 0},
+        {"longest_edge": -1},
+        {"tokens_per_tile": 1.5},
+        {"resample": "cubic"},
+        {"mean": [0.5, 0.5]},
+        {"std": [0.5, 0.0, 0.5]},
+        {"do_pad": "yes"},
+        {"rescale_factor": 0},
+    ],
     ids=str,
 )
 def test_bad_params_raise(bad):

@@ -27,6 +27,7 @@ in ``tests/data/uhd_plans.json``. How they were validated before being frozen:
 Regenerate the golden file with ``python tests/unit/test_slicing_uhd.py`` (only after
 re-validating a change as above).
 """
+
 from __future__ import annotations
 
 import json
@@ -36,11 +37,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from slicing_support import random_image, size_id
 
 from edge.errors import InputError
-from edge.runtime.vision.slicing import UhdSlicing, apply_uhd, plan_to_dict, plan_uhd, slicing_from_dict, uhd_layout, uhd_patchify
-
-from slicing_support import random_image, size_id
+from edge.runtime.vision.slicing import (
+    UhdSlicing,
+    apply_uhd,
+    plan_to_dict,
+    plan_uhd,
+    slicing_from_dict,
+    uhd_layout,
+    uhd_patchify,
+)
 
 GOLDEN = Path(__file__).resolve().parents[1] / "data" / "uhd_plans.json"
 
@@ -63,25 +71,64 @@ LLAMA_CPP = {
 LLAMA_CPP_DIFFERS = {(3000, 500), (640, 2000), (4000, 1000), (300, 200), (500, 300)}
 
 GOLDEN_SIZES = [
-    (1, 1), (1, 4000), (4000, 1), (997, 13), (13, 997), (331, 727), (727, 331), (2, 3), (14, 14),
-    (447, 448), (448, 448), (449, 448), (448, 449), (449, 449), (896, 448), (897, 449), (672, 672),
-    (1000, 800), (800, 1000), (1344, 1344), (1920, 1080), (1080, 1920), (4032, 3024), (3024, 4032),
-    (4000, 4000), (4000, 1000), (4976, 1244), (3000, 500), (640, 2000), (49, 4615), (300, 200),
-    (500, 300), (1024, 768), (2048, 2048), (5000, 100), (100, 5000), (1500, 1501), (2000, 700),
-    (700, 2000), (1234, 567), (8000, 8000), (99, 999), (1280, 720),
+    (1, 1),
+    (1, 4000),
+    (4000, 1),
+    (997, 13),
+    (13, 997),
+    (331, 727),
+    (727, 331),
+    (2, 3),
+    (14, 14),
+    (447, 448),
+    (448, 448),
+    (449, 448),
+    (448, 449),
+    (449, 449),
+    (896, 448),
+    (897, 449),
+    (672, 672),
+    (1000, 800),
+    (800, 1000),
+    (1344, 1344),
+    (1920, 1080),
+    (1080, 1920),
+    (4032, 3024),
+    (3024, 4032),
+    (4000, 4000),
+    (4000, 1000),
+    (4976, 1244),
+    (3000, 500),
+    (640, 2000),
+    (49, 4615),
+    (300, 200),
+    (500, 300),
+    (1024, 768),
+    (2048, 2048),
+    (5000, 100),
+    (100, 5000),
+    (1500, 1501),
+    (2000, 700),
+    (700, 2000),
+    (1234, 567),
+    (8000, 8000),
+    (99, 999),
+    (1280, 720),
 ]
 VARIANTS = [
     ({"max_slice_nums": 4}, [(1000, 800), (4000, 4000), (1920, 1080), (4000, 1000), (300, 200)]),
     ({"scale_resolution": 336}, [(1000, 800), (4000, 3000), (336, 336), (337, 337), (100, 2000)]),
     ({"slice_mode": False}, [(1000, 800), (300, 200), (1, 1)]),
 ]
-BUDGETS = [
-    ({"max_tiles": t}, (4032, 3024)) for t in (1, 2, 3, 4, 5, 7, 9, 10, 11)
-] + [
-    ({"max_image_tokens": 64}, (1000, 800)), ({"max_image_tokens": 200}, (1000, 800)),
-    ({"max_image_tokens": 320}, (4000, 4000)), ({"max_upscale": 1.0}, (300, 200)),
-    ({"max_upscale": 1.0}, (449, 449)), ({"max_upscale": 1.0}, (1000, 800)),
-    ({"max_upscale": 1.5}, (1, 4000)), ({"max_tiles": 3, "max_upscale": 1.0}, (1920, 1080)),
+BUDGETS = [({"max_tiles": t}, (4032, 3024)) for t in (1, 2, 3, 4, 5, 7, 9, 10, 11)] + [
+    ({"max_image_tokens": 64}, (1000, 800)),
+    ({"max_image_tokens": 200}, (1000, 800)),
+    ({"max_image_tokens": 320}, (4000, 4000)),
+    ({"max_upscale": 1.0}, (300, 200)),
+    ({"max_upscale": 1.0}, (449, 449)),
+    ({"max_upscale": 1.0}, (1000, 800)),
+    ({"max_upscale": 1.5}, (1, 4000)),
+    ({"max_tiles": 3, "max_upscale": 1.0}, (1920, 1080)),
 ]
 
 
@@ -208,16 +255,30 @@ def test_budget_below_the_overview_is_refused():
 
 
 def test_params_from_config_and_json_round_trip():
-    config = {"max_slice_nums": 9, "scale_resolution": 448, "patch_size": 14, "image_feature_size": 64,
-              "slice_mode": True, "use_image_id": True, "norm_mean": [0.5, 0.5, 0.5], "norm_std": [0.5, 0.5, 0.5],
-              "im_start": "<image>", "im_end": "</image>", "slice_start": "<slice>", "slice_end": "</slice>",
-              "unk": "<unk>", "version": 2.6}
+    config = {
+        "max_slice_nums": 9,
+        "scale_resolution": 448,
+        "patch_size": 14,
+        "image_feature_size": 64,
+        "slice_mode": True,
+        "use_image_id": True,
+        "norm_mean": [0.5, 0.5, 0.5],
+        "norm_std": [0.5, 0.5, 0.5],
+        "im_start": "<image>",
+        "im_end": "</image>",
+        "slice_start": "<slice>",
+        "slice_end": "</slice>",
+        "unk": "<unk>",
+        "version": 2.6,
+    }
     params = UhdSlicing.from_processor_config(config)
     assert params == UhdSlicing()
     assert slicing_from_dict(json.loads(json.dumps(params.to_dict()))) == params
 
 
-@pytest.mark.parametrize("bad", [{"max_slice_nums": 0}, {"patch_size": -14}, {"slice_mode": 1}, {"im_start": None}], ids=str)
+@pytest.mark.parametrize(
+    "bad", [{"max_slice_nums": 0}, {"patch_size": -14}, {"slice_mode": 1}, {"im_start": None}], ids=str
+)
 def test_bad_params_raise(bad):
     with pytest.raises(InputError):
         UhdSlicing(**bad)

@@ -1,4 +1,5 @@
 """Live audio: ring buffer, VAD cuts, sliding windows, real-time replay and the lag policy."""
+
 from __future__ import annotations
 
 import time
@@ -8,10 +9,10 @@ import pytest
 import soundfile as sf
 
 from edge.errors import InputError
+from edge.options import StreamOptions
 from edge.runtime.speech.audio_io import load_audio
 from edge.runtime.speech.capture import ManualClock, RingBuffer, SystemClock, WavSource
 from edge.runtime.speech.live import Dropped, Segmenter, Utterance, stream_events
-from edge.options import StreamOptions
 
 RATE = 16000
 
@@ -62,7 +63,7 @@ def test_vad_cuts_each_sentence(talk):
     x = load_audio(path)
     out = []
     for i in range(0, x.size, 1234):  # any block size
-        out += seg.push(x[i:i + 1234])
+        out += seg.push(x[i : i + 1234])
     out += seg.flush()
     _assert_one_per_span(out, spans)
 
@@ -70,7 +71,7 @@ def test_vad_cuts_each_sentence(talk):
 def test_vad_ignores_clicks_and_cuts_long_speech():
     rng = np.random.default_rng(1)
     x = np.zeros(RATE * 3, np.float32)
-    x[RATE: RATE + 800] = 0.5 * rng.standard_normal(800)  # a 50 ms click
+    x[RATE : RATE + 800] = 0.5 * rng.standard_normal(800)  # a 50 ms click
     assert Segmenter(StreamOptions()).push(x) == []
     tone = (0.3 * np.sin(2 * np.pi * 300 * np.arange(RATE * 7) / RATE)).astype(np.float32)
     seg = Segmenter(StreamOptions(length_s=3.0))
@@ -152,8 +153,10 @@ def test_keep_policy_catches_up_and_only_overflow_loses_audio(talk):
     assert overflow and overflow[0].reason == "overflow" and "overflowed" in overflow[0].message
 
 
-@pytest.mark.parametrize("kwargs", [dict(on_lag="wait"), dict(step_s=5.0, length_s=4.0), dict(length_s=40.0),
-                                    dict(buffer_s=2.0), dict(max_lag_s=0)])
+@pytest.mark.parametrize(
+    "kwargs",
+    [dict(on_lag="wait"), dict(step_s=5.0, length_s=4.0), dict(length_s=40.0), dict(buffer_s=2.0), dict(max_lag_s=0)],
+)
 def test_bad_stream_options(kwargs):
     with pytest.raises(InputError):
         StreamOptions(**kwargs)

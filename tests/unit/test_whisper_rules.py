@@ -1,4 +1,5 @@
 """Whisper's token rules and segment splitting, on hand-made token sequences."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -7,8 +8,18 @@ import pytest
 from edge.manifest import SpeechTokens
 from edge.runtime.speech.decode_rules import Vocabulary, apply_rules, bytes_to_unicode, split_window
 
-T = SpeechTokens(sot=50257, eot=50256, transcribe=50358, translate=50357, notimestamps=50362, no_speech=50361,
-                 timestamp_begin=50363, suppress=[1, 2], suppress_at_begin=[220, 50256], max_initial_timestamp_index=50)
+T = SpeechTokens(
+    sot=50257,
+    eot=50256,
+    transcribe=50358,
+    translate=50357,
+    notimestamps=50362,
+    no_speech=50361,
+    timestamp_begin=50363,
+    suppress=[1, 2],
+    suppress_at_begin=[220, 50256],
+    max_initial_timestamp_index=50,
+)
 V = 51864
 B = T.timestamp_begin
 
@@ -36,8 +47,8 @@ def test_timestamps_pair_up_and_never_go_back():
     logits[B:] = -10.0  # timestamps unlikely, so the probability-mass rule stays out of the way
     opened = apply_rules(logits, [ts(1.0), 400, ts(2.0)], T, timestamps=True)
     # after text and one timestamp: its partner (>= 2.00) or the end, no text
-    assert np.isinf(opened[:T.eot]).all() and np.isfinite(opened[T.eot])
-    assert np.isinf(opened[B:ts(2.0)]).all() and np.isfinite(opened[ts(2.0)])
+    assert np.isinf(opened[: T.eot]).all() and np.isfinite(opened[T.eot])
+    assert np.isinf(opened[B : ts(2.0)]).all() and np.isfinite(opened[ts(2.0)])
     closed = apply_rules(logits, [ts(1.0), 400, ts(2.0), ts(2.0)], T, timestamps=True)
     assert np.isinf(closed[B:]).all()  # a closed pair: text must follow
     assert np.isinf(closed[T.notimestamps])
@@ -45,8 +56,8 @@ def test_timestamps_pair_up_and_never_go_back():
 
 def test_timestamp_mass_beats_the_best_text_token():
     logits = np.full(V, -10.0, np.float32)
-    logits[400] = 2.0          # the single best token is text...
-    logits[B:B + 1000] = 0.0   # ...but the timestamps together are likelier
+    logits[400] = 2.0  # the single best token is text...
+    logits[B : B + 1000] = 0.0  # ...but the timestamps together are likelier
     out = apply_rules(logits, [ts(0.0), 400], T, timestamps=True)
     assert np.isinf(out[:B]).all()
 

@@ -1,4 +1,5 @@
 """The work behind ``edge quantize`` and ``edge export --quant`` (the commands live in cli.py)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -15,8 +16,17 @@ from edge.manifest import Manifest
 from edge.options import RuntimeOptions
 
 
-def quantize(bundle: Path, out: Path, recipe: str, images: Sequence[Path], force: bool, threads: int,
-             as_json: bool, progress, runtime: Optional[RuntimeOptions] = None) -> None:
+def quantize(
+    bundle: Path,
+    out: Path,
+    recipe: str,
+    images: Sequence[Path],
+    force: bool,
+    threads: int,
+    as_json: bool,
+    progress,
+    runtime: Optional[RuntimeOptions] = None,
+) -> None:
     """Quantize ``bundle`` into ``out``; print the fidelity report (JSON with ``as_json``) on stdout.
 
     ``threads`` is the quantizer's; ``runtime`` how both bundles run for the fidelity figures.
@@ -56,9 +66,13 @@ def export_quantized(src: str, out: Path, export_options, recipe: str, images: S
     try:
         reference = work / "bundle"
         export(src, reference, dataclasses.replace(export_options, force=False), progress)
-        options = QuantizeOptions(threads=export_options.threads, force=export_options.force,
-                                  images=tuple(str(p) for p in images), name=export_options.name,
-                                  runtime=export_options.runtime)
+        options = QuantizeOptions(
+            threads=export_options.threads,
+            force=export_options.force,
+            images=tuple(str(p) for p in images),
+            name=export_options.name,
+            runtime=export_options.runtime,
+        )
         return quantize_bundle(reference, out, recipe, options, progress)
     finally:
         shutil.rmtree(work, ignore_errors=True)

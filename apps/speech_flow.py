@@ -1,4 +1,5 @@
 """The speech surfaces: ``edge transcribe``, ``edge listen`` and spoken turns in ``edge chat``."""
+
 from __future__ import annotations
 
 import json
@@ -8,11 +9,10 @@ from pathlib import Path
 from typing import Optional
 
 from edge.errors import EdgeError, InputError
+from edge.options import OnnxOptions, StreamOptions, TranscribeOptions
 from edge.runtime.speech.capture import SystemClock, WavSource
 from edge.runtime.speech.live import Dropped, stream_events
-from edge.options import OnnxOptions, StreamOptions
 from edge.runtime.speech.transcribe import Transcriber
-from edge.options import TranscribeOptions
 
 
 def transcribe(bundle: Path, audio: Path, options: TranscribeOptions, backend: OnnxOptions, as_json: bool) -> None:
@@ -45,8 +45,15 @@ def _clock(t: float) -> str:
     return f"{h:02d}:{m:02d}:{s:06.3f}" if h else f"{m:02d}:{s:06.3f}"
 
 
-def listen(bundle: Path, stream: StreamOptions, options: TranscribeOptions, backend: OnnxOptions, as_json: bool,
-           wav: Optional[Path] = None, device: Optional[str] = None) -> None:
+def listen(
+    bundle: Path,
+    stream: StreamOptions,
+    options: TranscribeOptions,
+    backend: OnnxOptions,
+    as_json: bool,
+    wav: Optional[Path] = None,
+    device: Optional[str] = None,
+) -> None:
     """Transcribe live audio (the microphone, or ``wav`` replayed at real-time pace) until Ctrl-C."""
     tr = Transcriber(bundle, backend)
     if wav is not None:
@@ -70,8 +77,19 @@ def listen(bundle: Path, stream: StreamOptions, options: TranscribeOptions, back
             text = tr.transcribe_samples(event.audio, options)
             busy = time.perf_counter() - t
             if as_json:
-                print(json.dumps({"start": round(event.start, 3), "end": round(event.end, 3), "final": event.final,
-                                  "text": text, "elapsed_s": round(busy, 3)}, ensure_ascii=False), flush=True)
+                print(
+                    json.dumps(
+                        {
+                            "start": round(event.start, 3),
+                            "end": round(event.end, 3),
+                            "final": event.final,
+                            "text": text,
+                            "elapsed_s": round(busy, 3),
+                        },
+                        ensure_ascii=False,
+                    ),
+                    flush=True,
+                )
             elif not event.final:
                 if tty:
                     sys.stdout.write("\r\033[K" + text)
@@ -112,7 +130,7 @@ def spoken_text(tr: Optional[Transcriber], arg: str, device: Optional[str] = Non
         raise EdgeError("no speech model: start the chat with --audio-bundle PATH (a Whisper bundle)")
     if arg == "/mic":
         return record_utterance(tr, device)
-    path = arg[len("/audio"):].strip()
+    path = arg[len("/audio") :].strip()
     if not path:
         raise InputError("usage: /audio PATH")
     text = tr.transcribe(Path(path).expanduser(), TranscribeOptions()).text

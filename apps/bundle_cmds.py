@@ -1,0 +1,161 @@
+"""`edge export`, `edge quantize`, `edge inspect`, `edge doctor`: making and looking at bundles."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from edge import __version__
+from edge.apps.cli_options import PROVIDER, THREADS, VERBOSE
+from edge.apps.terminal_progress import TerminalProgress
+
+
+def export(
+    src: str = typer.Argument(
+        ..., help="A local Hugging Face checkpoint directory, a .gguf LLM file, or (online) a hub id."
+    ),
+    out: Path = typer.Option(..., "--out", "-o", help="Bundle directory to write (written atomically)."),
+    dtype: str = typer.Option("f16", "--dtype", help="Weight precision of the exported graphs: f32 or f16."),
+    force: bool = typer.Option(False, "--force", help="Replace OUT if it is an existing bundle."),
+    threads: int = THREADS,
+    as_json: bool = typer.Option(False, "--json", help="Print the manifest as JSON on stdout."),
+    quant: Optional[str] = typer.Option(
+        None,
+        "--quant",
+        help="Also quantize with this recipe (q8, q4, q4-int4vision, npu-int8, npu-int8-a8); the fidelity report goes into the manifest.",
+    ),
+    provider: List[str] = PROVIDER,
+    verbose: bool = VERBOSE,
+) -> None:
+    """Export a checkpoint into a bundle, then check parity against transformers.
+
+    Example: edge export ./llava-1.5-7b-hf -o llava.bundle --dtype f16 --quant q4
+    """
+    from edge.apps import quantize_flow
+    from edge.apps.backends import command_options
+    from edge.export.exporter import export as run_export
+    from edge.options import ExportOptions
+
+    options = ExportOptions(
+        dtype=dtype, threads=threads, force=force, runtime=command_options(threads, 0, provider, verbose)
+    )
+    if quant is not None:
+        manifest = quantize_flow.export_quantized(src, out, options, quant, [], TerminalProgress(quiet=as_json))
+    else:
+        manifest = run_export(src, out, options, TerminalProgress(quiet=as_json))
+    if as_json:
+        print(manifest.to_json(), end="")
+    else:
+        quantize_flow.print_export_summary(out, manifest, dtype, quant)
+
+
+def quantize(
+    bundle: Path = typer.Argument(..., help="The bundle to quantize (f32 or f16; it is only read)."),
+    out: Path = typer.Option(..., "--out", "-o", help="The new bundle directory (written atomically)."),
+    recipe: str = typer.Option(
+        ..., "--recipe", "-r", help="q8, q4, q4-int4vision, npu-int8 or npu-int8-a8 (see docs/quantization.md)."
+    ),
+    image: List[Path] = typer.Option(
+        [], "--image", "-i", help="An image added to the generated calibration/fidelity set; repeat for several."
+    ),
+    force: bool = typer.Option(False, "--force", help="Replace OUT if it is an existing bundle."),
+    threads: int = THREADS,
+    as_json: bool = typer.Option(False, "--json", help="Print the fidelity report as JSON on stdout."),
+    provider: List[str] = PROVIDER,
+    verbose: bool = VERBOSE,
+) -> None:
+    """Quantize a bundle into a new one and measure its fidelity against the original.
+
+    Example: edge quantize llava.bundle -o llava-q4.bundle --recipe q4
+    """
+    from edge.apps import quantize_flow
+    from edge.apps.backends import command_options
+
+    runtime = command_options(threads, 0, provider, verbose)
+    quantize_flow.quantize(
+        bundle, out, recipe, image, force, threads, as_json, TerminalProgress(quiet=as_json), runtime
+    )
+
+
+def inspect(
+    bundle: Optional[Path] = typer.Argument(None, help="Bundle directory (not needed with --schema)."),
+    verify: bool = typer.Option(False, "--verify", help="Also check the sha256 of every file."),
+    as_json: bool = typer.Option(False, "--json", help="Print the manifest as JSON."),
+    schema: bool = typer.Option(False, "--schema", help="Print the JSON Schema of manifest.json and exit."),
+) -> None:
+    """Show what a bundle holds and check it (sizes always, sha256 with --verify).
+
+    Example: edge inspect llava.bundle --verify; edge inspect --schema > manifest.schema.json
+    """
+    from edge.bundle import load_manifest
+
+    if schema:
+        from edge.schema import schema_text
+
+        print(schema_text(), end="")
+        return
+    if bundle is None:
+        from edge.errors import InputError
+
+        raise InputError("edge inspect needs a BUNDLE directory (or --schema)")
+    _, m = load_manifest(bundle, verify=verify)
+    if as_json:
+        print(m.to_json(), end="")
+        return
+    print(f"{m.name}  family={m.family}  schema={m.schema_version}")
+    if m.llm:
+        print(
+            f"llm     {m.llm.file}  {m.llm.arch} {m.llm.dtype}  n_embd={m.llm.n_embd} n_vocab={m.llm.n_vocab} ctx={m.llm.n_ctx_train}"
+        )
+    if m.vision:
+        v = m.vision
+        print(
+            f"vision  {v.file}  {v.dtype}  input={v.input.shape} tokens/image={v.tokens_per_image} marker={m.prompt.image_marker!r}"
+        )
+    if m.audio:
+        a = m.audio
+        print(
+            f"audio   {a.encoder} + {a.decoder}  {a.dtype}  mels={a.features.n_mels} layers={a.kv_cache.layers} "
+            f"vocab={a.vocab_size} {'multilingual' if a.multilingual else 'English-only'}"
+        )
+    for f in m.files.values():
+        print(f"file    {f.path}  {f.bytes} bytes  sha256={f.sha256[:16]}...")
+    for k, v in m.provenance.get("parity", {}).items():
+        print(f"parity  {k} = {v}")
+    print("verified: sha256 of every file matches" if verify else "checked: files present with the recorded sizes")
+
+
+def doctor(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Versions, onnxruntime providers, llama.cpp build and CPU features.
+
+    Example: edge doctor --json
+    """
+    import platform
+
+    from edge.runtime import llama_backend as llm
+    from edge.runtime import onnx_backend as vision
+
+    info = {
+        "edge": __version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "onnxruntime": vision.backend_version(),
+        "onnxruntime_providers": vision.available_providers(),
+        "llama_cpp_python": llm.backend_version(),
+        "llama_cpp_system_info": llm.system_info(),
+    }
+    for mod in ("torch", "transformers"):
+        try:
+            info[mod] = __import__(mod).__version__
+        except ImportError:
+            info[mod] = None
+    if as_json:
+        print(json.dumps(info, indent=2))
+    else:
+        for k, v in info.items():
+            print(f"{k}: {v}")

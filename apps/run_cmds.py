@@ -1,0 +1,116 @@
+"""`edge run` and `edge chat`: answering with a bundle."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from edge.apps.cli_options import BUNDLE, MAX_IMAGE_TOKENS, MAX_TILES, PROVIDER, THREADS, VERBOSE, resolve_bundle
+
+
+def run(
+    bundle: Optional[Path] = BUNDLE,
+    prompt: str = typer.Option(..., "--prompt", "-p", help="The prompt; '-' reads it from stdin."),
+    image: List[Path] = typer.Option([], "--image", "-i", help="An image file; repeat for several."),
+    max_tokens: int = typer.Option(256, "--max-tokens", "-n", help="Most tokens to generate."),
+    temperature: float = typer.Option(0.0, "--temperature", help="0 = greedy; higher = more random."),
+    top_k: int = typer.Option(40, "--top-k", help="Sample among the k most likely tokens (0 = all)."),
+    top_p: float = typer.Option(0.95, "--top-p", help="Nucleus sampling mass."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed for sampling (reproducible output)."),
+    no_template: bool = typer.Option(
+        False,
+        "--no-template",
+        help="Send the prompt as is; images go where the family's placeholder (<image> for LLaVA) stands.",
+    ),
+    system: Optional[str] = typer.Option(None, "--system", help="A system message (with the chat template)."),
+    ctx: int = typer.Option(0, "--ctx", help="Context size in tokens (0 = the model's, at most 4096)."),
+    max_image_tokens: Optional[int] = MAX_IMAGE_TOKENS,
+    max_tiles: Optional[int] = MAX_TILES,
+    threads: int = THREADS,
+    as_json: bool = typer.Option(
+        False,
+        "--json",
+        help=("Print one JSON object at the end (text, tokens, timings, where each graph ran) instead of streaming."),
+    ),
+    provider: List[str] = PROVIDER,
+    verbose: bool = VERBOSE,
+) -> None:
+    """Answer one prompt, streaming the answer to stdout.
+
+    Example: edge run llava.bundle --image cat.jpg --prompt "What is in this picture?"
+    """
+    import edge
+    from edge.apps.backends import command_options
+    from edge.options import Budget, GenerateOptions, SamplingOptions
+
+    runtime = command_options(threads, ctx, provider, verbose)
+    if prompt == "-":
+        prompt = sys.stdin.read()
+    options = GenerateOptions(
+        max_tokens=max_tokens,
+        sampling=SamplingOptions(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed),
+        template=not no_template,
+        system=system,
+        budget=Budget(max_tiles=max_tiles, max_image_tokens=max_image_tokens),
+    )
+    pipe = edge.load(resolve_bundle(bundle, threads, as_json), runtime)
+    from edge.events import FinishEvent
+
+    for ev in pipe.stream(prompt, [str(p) for p in image], options):
+        if isinstance(ev, FinishEvent):
+            if as_json:
+                out = {
+                    "text": ev.text,
+                    "tokens": ev.tokens,
+                    "finish_reason": ev.reason,
+                    "timings": ev.timings.as_dict(),
+                    "placement": {k: p.as_dict() for k, p in pipe.placement.items()},
+                }
+                print(json.dumps(out, ensure_ascii=False))
+            else:
+                print(flush=True)
+        elif not as_json:
+            sys.stdout.write(ev.text)
+            sys.stdout.flush()
+
+
+def chat(
+    bundle: Optional[Path] = BUNDLE,
+    system: Optional[str] = typer.Option(None, "--system", help="A system message for the whole conversation."),
+    max_tokens: int = typer.Option(512, "--max-tokens", "-n", help="Most tokens per answer."),
+    temperature: float = typer.Option(0.0, "--temperature", help="0 = greedy; higher = more random."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed for sampling."),
+    ctx: int = typer.Option(0, "--ctx", help="Context size in tokens (0 = the model's, at most 4096)."),
+    max_image_tokens: Optional[int] = MAX_IMAGE_TOKENS,
+    max_tiles: Optional[int] = MAX_TILES,
+    audio_bundle: Optional[Path] = typer.Option(
+        None, "--audio-bundle", help="A Whisper bundle for spoken turns (/audio PATH, /mic)."
+    ),
+    threads: int = THREADS,
+    provider: List[str] = PROVIDER,
+    verbose: bool = VERBOSE,
+) -> None:
+    """Chat in the terminal; the KV cache is kept so each turn only evaluates what is new.
+
+    Commands: /image PATH (attach to the next message), /audio PATH and /mic (speak your
+    message; with --audio-bundle), /reset, /quit.
+
+    Example: edge chat            (the offline default model)
+    """
+    import edge
+    from edge.apps.backends import command_options
+    from edge.apps.repl import repl
+    from edge.options import Budget, GenerateOptions, SamplingOptions
+
+    options = GenerateOptions(
+        max_tokens=max_tokens,
+        sampling=SamplingOptions(temperature=temperature, seed=seed),
+        budget=Budget(max_tiles=max_tiles, max_image_tokens=max_image_tokens),
+    )
+    runtime = command_options(threads, ctx, provider, verbose)
+    pipe = edge.load(resolve_bundle(bundle, threads, False), runtime, speech=audio_bundle)
+    repl(pipe, options, system)
