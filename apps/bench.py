@@ -13,6 +13,7 @@ from typing import List, Optional
 
 import typer
 
+from edge.apps.cli_options import BUNDLE, resolve_bundle
 from edge.apps.terminal_progress import TerminalProgress
 from edge.errors import InputError
 
@@ -20,7 +21,7 @@ LLAMA_CPP_ENV = "EDGE_LLAMA_CPP_SRC"
 
 
 def bench(
-    bundle: Path = typer.Argument(..., help="The bundle to measure."),
+    bundle: Optional[Path] = BUNDLE,
     image: List[Path] = typer.Option(
         [],
         "--image",
@@ -60,12 +61,15 @@ def bench(
     """Measure a bundle next to transformers eager (fp32) and llama.cpp (libmtmd) on the same inputs
     (a Whisper component: next to faster-whisper int8).
 
-    Example: edge bench smolvlm.bundle --source ./SmolVLM-256M-Instruct --llama-cpp ./llama.cpp --quick
+    Example: edge bench smolvlm.bundle --source ./SmolVLM-256M-Instruct --llama-cpp ./llama.cpp --quick;
+    edge bench --quick --peers none    (the default model)
     """
     from edge.apps.defaults import cache_dir
     from edge.benchmarks import report as report_mod
     from edge.benchmarks import runner
 
+    if not 0 <= threads <= 1024:  # the same words as the help
+        raise InputError(f"threads must be 0 (all cores) or 1 to 1024, got {threads}")
     names = tuple(p.strip() for p in peers.split(",") if p.strip() and p.strip() != "none")
     src = llama_cpp or (Path(os.environ[LLAMA_CPP_ENV]) if os.environ.get(LLAMA_CPP_ENV) else None)
     if source is not None and not (source / "config.json").is_file():
@@ -82,7 +86,7 @@ def bench(
         llama_cpp_src=src,
         audio=audio,
     )
-    results = runner.run(bundle, options, TerminalProgress(quiet=as_json))
+    results = runner.run(resolve_bundle(bundle, threads, as_json), options, TerminalProgress(quiet=as_json))
     if report is not None:
         png = report_mod.chart([results], report.with_suffix(".png"))
         text = report_mod.markdown_section(results)

@@ -10,7 +10,7 @@ from typing import List, Optional
 import typer
 
 from edge import __version__
-from edge.apps.cli_options import PROVIDER, THREADS, VERBOSE
+from edge.apps.cli_options import FIDELITY, PROVIDER, THREADS, VERBOSE
 from edge.apps.terminal_progress import TerminalProgress
 
 
@@ -28,6 +28,7 @@ def export(
         "--quant",
         help="Also quantize with this recipe (q8, q4, q4-int4vision, npu-int8, npu-int8-a8); the fidelity report goes into the manifest.",
     ),
+    fidelity: str = FIDELITY,
     provider: List[str] = PROVIDER,
     verbose: bool = VERBOSE,
 ) -> None:
@@ -44,7 +45,9 @@ def export(
         dtype=dtype, threads=threads, force=force, runtime=command_options(threads, 0, provider, verbose)
     )
     if quant is not None:
-        manifest = quantize_flow.export_quantized(src, out, options, quant, [], TerminalProgress(quiet=as_json))
+        manifest = quantize_flow.export_quantized(
+            src, out, options, quant, [], TerminalProgress(quiet=as_json), fidelity=fidelity
+        )
     else:
         manifest = run_export(src, out, options, TerminalProgress(quiet=as_json))
     if as_json:
@@ -65,6 +68,7 @@ def quantize(
     force: bool = typer.Option(False, "--force", help="Replace OUT if it is an existing bundle."),
     threads: int = THREADS,
     as_json: bool = typer.Option(False, "--json", help="Print the fidelity report as JSON on stdout."),
+    fidelity: str = FIDELITY,
     provider: List[str] = PROVIDER,
     verbose: bool = VERBOSE,
 ) -> None:
@@ -77,12 +81,14 @@ def quantize(
 
     runtime = command_options(threads, 0, provider, verbose)
     quantize_flow.quantize(
-        bundle, out, recipe, image, force, threads, as_json, TerminalProgress(quiet=as_json), runtime
+        bundle, out, recipe, image, force, threads, as_json, TerminalProgress(quiet=as_json), runtime, fidelity
     )
 
 
 def inspect(
-    bundle: Optional[Path] = typer.Argument(None, help="Bundle directory (not needed with --schema)."),
+    bundle: Optional[Path] = typer.Argument(
+        None, help="Bundle directory. Omitted: the offline default model, exported on first use (not with --schema)."
+    ),
     verify: bool = typer.Option(False, "--verify", help="Also check the sha256 of every file."),
     as_json: bool = typer.Option(False, "--json", help="Print the manifest as JSON."),
     schema: bool = typer.Option(False, "--schema", help="Print the JSON Schema of manifest.json and exit."),
@@ -98,15 +104,13 @@ def inspect(
 
         print(schema_text(), end="")
         return
-    if bundle is None:
-        from edge.errors import InputError
+    from edge.apps.cli_options import resolve_bundle
 
-        raise InputError("edge inspect needs a BUNDLE directory (or --schema)")
-    _, m = load_manifest(bundle, verify=verify)
+    root, m = load_manifest(resolve_bundle(bundle, 0, as_json), verify=verify)
     if as_json:
         print(m.to_json(), end="")
         return
-    print(f"{m.name}  family={m.family}  schema={m.schema_version}")
+    print(f"{m.name}  family={m.family}  schema={m.schema_version}  path={root}")
     if m.llm:
         print(
             f"llm     {m.llm.file}  {m.llm.arch} {m.llm.dtype}  n_embd={m.llm.n_embd} n_vocab={m.llm.n_vocab} ctx={m.llm.n_ctx_train}"
@@ -130,30 +134,41 @@ def inspect(
 
 
 def doctor(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-    """Versions, onnxruntime providers, llama.cpp build and CPU features.
+    """Versions, onnxruntime providers, llama.cpp build and CPU features, threads, and where
+    bundles are cached (the default model's bundle, and whether it exists yet).
 
     Example: edge doctor --json
     """
+    import importlib.metadata
     import platform
 
+    from edge.apps.defaults import cache_dir, default_bundle_path
+    from edge.manifest import MANIFEST_NAME
+    from edge.runtime import cpu
     from edge.runtime import llama_backend as llm
     from edge.runtime import onnx_backend as vision
 
+    default = default_bundle_path()
     info = {
         "edge": __version__,
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
+        "physical_cores": cpu.physical_cores(),
+        "threads_auto": {"llm": cpu.llm_threads(), "vision_audio": cpu.onnx_threads()},
         "onnxruntime": vision.backend_version(),
         "onnxruntime_providers": vision.available_providers(),
         "llama_cpp_python": llm.backend_version(),
         "llama_cpp_system_info": llm.system_info(),
+        "cache_dir": str(cache_dir()),
+        "default_bundle": str(default),
+        "default_bundle_exists": (default / MANIFEST_NAME).is_file(),
     }
-    for mod in ("torch", "transformers"):
+    for dist in ("torch", "transformers"):  # the export extras; their versions without importing them (seconds)
         try:
-            info[mod] = __import__(mod).__version__
-        except ImportError:
-            info[mod] = None
+            info[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            info[dist] = None
     if as_json:
         print(json.dumps(info, indent=2))
     else:

@@ -23,10 +23,11 @@ app = typer.Typer(
 from edge.apps.bench import bench  # noqa: E402
 from edge.apps.bundle_cmds import doctor, export, inspect, quantize  # noqa: E402
 from edge.apps.run_cmds import chat, run  # noqa: E402
+from edge.apps.serve.command import serve  # noqa: E402
 from edge.apps.speech_cmds import listen, transcribe  # noqa: E402
 
 # The commands live in modules by subject; the order here is the order of `edge --help`.
-for _command in (export, quantize, run, chat, transcribe, listen, inspect, doctor, bench):
+for _command in (export, quantize, run, chat, serve, transcribe, listen, inspect, doctor, bench):
     app.command()(_command)
 
 
@@ -43,8 +44,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     setup_logging()  # warnings of every command reach stderr; --verbose raises the level
     command = typer.main.get_command(app)
     try:
-        command.main(args=argv, prog_name="edge", standalone_mode=False)
-        return 0
+        rc = command.main(args=argv, prog_name="edge", standalone_mode=False)
+        return rc if isinstance(rc, int) else 0  # typer.Exit(code) comes back as its code
     except EdgeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code

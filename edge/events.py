@@ -44,7 +44,7 @@ class TokenEvent:
 class FinishEvent:
     """The end of a generation: why it stopped, everything it produced, and timings."""
 
-    reason: str  # "stop" (an end-of-sequence token), "length" (max tokens), "context" (context full)
+    reason: str  # "stop" (end-of-sequence token or stop sequence), "length" (max tokens), "context" (context full)
     text: str
     tokens: list[int]
     timings: Timings

@@ -12,6 +12,7 @@ from types import MappingProxyType
 from typing import Mapping, Optional, Sequence, Union
 
 from edge.errors import InputError
+from edge.speech_options import StreamOptions, TranscribeOptions  # noqa: F401  (every option type is here)
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ _MAX_THREADS = 1024
 
 def _check_threads(threads: int) -> None:
     if not isinstance(threads, int) or not 0 <= threads <= _MAX_THREADS:
-        raise InputError(f"threads must be between 0 (all cores) and {_MAX_THREADS}, got {threads}")
+        raise InputError(f"threads must be 0 (auto) or 1 to {_MAX_THREADS}, got {threads}")
 
 
 @dataclass(frozen=True)
@@ -143,7 +144,9 @@ CPU = Provider("CPUExecutionProvider")
 class OnnxOptions:
     """How onnxruntime runs one component's graphs (vision, or audio).
 
-    ``threads``: intra-op threads (0 = onnxruntime's default, every core). ``providers``: the
+    ``threads``: intra-op threads (0 = auto: one per physical core). ``spinning``: whether idle
+    worker threads spin waiting for work (onnxruntime's own default) or block (edge's default:
+    as fast alone and faster beside a busy process, ``docs/threads.md``). ``providers``: the
     execution providers in order of preference; onnxruntime places each node on the first one
     that can run it. A provider this onnxruntime build lacks is an error when the graph is
     opened; one that is registered but gets fewer nodes than asked (a fallback) is reported:
@@ -153,9 +156,12 @@ class OnnxOptions:
 
     threads: int = 0
     providers: tuple[Provider, ...] = (CPU,)
+    spinning: bool = False
 
     def __post_init__(self) -> None:
         _check_threads(self.threads)
+        if not isinstance(self.spinning, bool):
+            raise InputError(f"spinning must be true or false, got {self.spinning!r}")
         if isinstance(self.providers, (str, Provider)) or not isinstance(self.providers, (tuple, list)):
             raise InputError("providers must be a sequence of execution providers")
         providers = tuple(Provider.parse(p) if isinstance(p, str) else p for p in self.providers)
@@ -185,7 +191,12 @@ class LLMOptions:
     """How llama.cpp runs the language model.
 
     ``n_ctx``: context size in tokens (0 = the model's training context, at most 4096).
-    ``threads``: compute threads (0 = every core). ``n_batch``: tokens (or embedding rows)
+    ``threads``: compute threads for decode and prefill (0 = auto: one per physical core less
+    one, at least one; every core is faster on an idle machine, and collapses beside a busy
+    process, ``docs/threads.md``). ``poll``: the polling level of llama.cpp's threadpool, 0 (a
+    worker out of work sleeps at once, the default) to 100 (spins longest; llama.cpp's own
+    default is 50); builds with OpenMP (``OPENMP = 1`` in ``edge doctor``) wait in OpenMP's
+    barrier instead and ignore it. ``n_batch``: tokens (or embedding rows)
     per ``llama_decode`` call. ``kv_dtype``: the KV cache type: ``"f32"`` keeps the cache and
     attention in f32 (exact parity for f32 weights); ``"f16"`` halves KV memory and lets
     llama.cpp pick flash attention; ``"auto"`` (the default) is ``"f32"`` for a bundle whose
@@ -197,11 +208,14 @@ class LLMOptions:
     threads: int = 0
     n_batch: int = 512
     kv_dtype: str = "auto"
+    poll: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.n_ctx, int) or self.n_ctx < 0 or (0 < self.n_ctx < 16):
             raise InputError(f"context size must be at least 16, got {self.n_ctx}")
         _check_threads(self.threads)
+        if not isinstance(self.poll, int) or isinstance(self.poll, bool) or not 0 <= self.poll <= 100:
+            raise InputError(f"poll must be between 0 (no polling) and 100 (aggressive), got {self.poll}")
         if not isinstance(self.n_batch, int) or self.n_batch < 1:
             raise InputError(f"batch size must be positive, got {self.n_batch}")
         if self.kv_dtype not in KV_DTYPES:
@@ -242,80 +256,34 @@ class RuntimeOptions:
     def simple(
         cls, threads: int = 0, n_ctx: int = 0, providers: Sequence[Union[Provider, str]] = (CPU,), verbose: bool = False
     ) -> "RuntimeOptions":
-        """The same ``threads`` for every component (0 = all cores), the LLM's context size
-        ``n_ctx`` (0 = the model's, at most 4096) and the execution ``providers`` of the
-        vision and audio graphs; every other option at its default."""
+        """The same ``threads`` for every component (0 = each component's auto rule), the LLM's
+        context size ``n_ctx`` (0 = the model's, at most 4096) and the execution ``providers`` of
+        the vision and audio graphs; every other option at its default."""
         onnx = OnnxOptions(threads=threads, providers=tuple(providers))
         return cls(vision=onnx, audio=onnx, llm=LLMOptions(n_ctx=n_ctx, threads=threads), verbose=verbose)
 
 
 @dataclass(frozen=True)
 class GenerateOptions:
-    """One request: token limit, sampling, and whether to apply the chat template."""
+    """One request: token limit, sampling, and whether to apply the chat template.
+
+    ``stop``: stop sequences (strings); the answer ends before the first one that appears, the
+    stream never shows text past it, and the finish reason is ``"stop"``.
+    """
 
     max_tokens: int = 256
     sampling: SamplingOptions = field(default_factory=SamplingOptions)
     template: bool = True
     system: Optional[str] = None
     budget: Budget = field(default_factory=Budget)
+    stop: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_tokens <= 1_000_000:
             raise InputError(f"max tokens must be between 1 and 1000000, got {self.max_tokens}")
-
-
-@dataclass(frozen=True)
-class TranscribeOptions:
-    """How to decode: language/task, timestamps, limits and the silence rules."""
-
-    language: Optional[str] = None
-    task: str = "transcribe"
-    timestamps: bool = True
-    # tokens decoded per 30 s window at most (0: half the decoder's context, as Whisper)
-    max_tokens: int = 0
-    # a window is silent when P(no speech) > this and its average log-prob < logprob_threshold
-    no_speech_threshold: Optional[float] = 0.6
-    logprob_threshold: float = -1.0
-    # windows quieter than this RMS level (dBFS) are skipped without running the model
-    silence_db: Optional[float] = -70.0
-
-    def __post_init__(self) -> None:
-        if self.task not in ("transcribe", "translate"):
-            raise InputError(f"task must be transcribe or translate, got {self.task!r}")
-        if not 0 <= self.max_tokens <= 10_000:
-            raise InputError(f"max tokens must be between 0 and 10000, got {self.max_tokens}")
-        if self.no_speech_threshold is not None and not 0.0 <= self.no_speech_threshold <= 1.0:
-            raise InputError(f"no-speech threshold must be in [0, 1], got {self.no_speech_threshold}")
-
-
-@dataclass(frozen=True)
-class StreamOptions:
-    """How live audio is cut and what happens when transcription cannot keep up."""
-
-    step_s: float = 0.0  # > 0: sliding-window mode (whisper.cpp --step); 0: VAD mode
-    length_s: float = 10.0  # sliding mode: the window; VAD mode: the longest utterance
-    keep_s: float = 0.2  # sliding mode: audio carried into the next line
-    silence_s: float = 0.6  # VAD: silence that ends an utterance
-    min_speech_s: float = 0.2  # VAD: shorter bursts are ignored (clicks)
-    pad_s: float = 0.2  # VAD: audio kept before the first and after the last voiced frame
-    threshold_db: float = -45.0  # VAD: frames below this level (dBFS) are never speech
-    margin_db: float = 10.0  # VAD: ... nor those less than this above the noise floor
-    buffer_s: float = 30.0  # capture ring buffer; older audio is overwritten (and reported)
-    max_lag_s: float = 5.0  # audio waiting longer than this counts as falling behind
-    on_lag: str = "drop"  # "drop": skip to live audio with a warning; "keep": catch up later
-    sample_rate: int = 16000
-
-    def __post_init__(self) -> None:
-        if self.on_lag not in ("drop", "keep"):
-            raise InputError(f"lag policy must be drop or keep, got {self.on_lag!r}")
-        if self.step_s < 0 or self.length_s <= 0 or self.keep_s < 0 or self.max_lag_s <= 0:
-            raise InputError("step, length, keep and max lag must be positive")
-        if self.step_s > 0 and (self.step_s > self.length_s or self.keep_s >= self.length_s):
-            raise InputError(f"need step ({self.step_s}) <= length ({self.length_s}) and keep ({self.keep_s}) < length")
-        if self.length_s > 30.0:
-            raise InputError(f"length must be at most 30 s (one Whisper window), got {self.length_s}")
-        if self.buffer_s < max(self.length_s, self.max_lag_s):
-            raise InputError("the ring buffer must hold at least one window and the maximum lag")
+        if not isinstance(self.stop, (tuple, list)) or not all(isinstance(s, str) and s for s in self.stop):
+            raise InputError("stop sequences must be a list of non-empty strings")
+        object.__setattr__(self, "stop", tuple(self.stop))
 
 
 @dataclass(frozen=True)
@@ -335,8 +303,7 @@ class ExportOptions:
     def __post_init__(self) -> None:
         if self.dtype not in ("f32", "f16"):
             raise InputError(f"--dtype must be f32 or f16, got {self.dtype!r}")
-        if self.threads < 0:
-            raise InputError(f"threads must be positive, got {self.threads}")
+        _check_threads(self.threads)
         if self.runtime is None:
             object.__setattr__(self, "runtime", RuntimeOptions.simple(threads=self.threads))
         elif not isinstance(self.runtime, RuntimeOptions):
@@ -344,14 +311,21 @@ class ExportOptions:
 
 
 # The tiles the runtime's own scheme may make of each probe image, for calibration and the
-# fidelity measurement (the global/base image plus a 2x2 grid at most): keeps them bounded.
+# quick fidelity measurement (the global/base image plus a 2x2 grid at most): keeps them bounded.
 PROBE_BUDGET = Budget(max_tiles=5)
+# "quick": the first QUICK_PROBE_IMAGES generated images (and the user's), every one of them, in
+# the answers too, under QuantizeOptions.budget; "full": every generated image, with all the tiles
+# the runtime makes of it for a user (no budget).
+FIDELITY_MODES = ("quick", "full")
+QUICK_PROBE_IMAGES = 4
 
 
 @dataclass(frozen=True)
 class QuantizeOptions:
-    """Threads (0 = all cores), overwrite, the images added to the generated probe set, and the
-    tile budget of each probe image (the runtime's own scheme makes the tiles of calibration and fidelity).
+    """Threads (0 = auto), overwrite, the images added to the generated probe set, the tile budget
+    of each probe image (the runtime's own scheme makes the tiles of calibration and fidelity),
+    and how thorough the fidelity measurement is (``fidelity``: see :data:`FIDELITY_MODES`;
+    calibration always uses every generated image under ``budget``).
 
     ``threads`` is llama.cpp's quantizer's; ``runtime`` is how both bundles run for the fidelity
     measurement (None = :meth:`RuntimeOptions.simple` with ``threads``).
@@ -365,13 +339,21 @@ class QuantizeOptions:
     name: Optional[str] = None
     budget: Budget = PROBE_BUDGET
     runtime: Optional[RuntimeOptions] = None
+    fidelity: str = "quick"
 
     def __post_init__(self) -> None:
-        if self.threads < 0:
-            raise InputError(f"threads must be positive, got {self.threads}")
+        _check_threads(self.threads)
+        if self.fidelity not in FIDELITY_MODES:
+            raise InputError(f"fidelity must be {' or '.join(FIDELITY_MODES)}, got {self.fidelity!r}")
         if self.runtime is None:
             object.__setattr__(self, "runtime", RuntimeOptions.simple(threads=self.threads))
         elif not isinstance(self.runtime, RuntimeOptions):
             raise InputError(f"QuantizeOptions.runtime must be RuntimeOptions, got {type(self.runtime).__name__}")
         if not 1 <= self.generated_images <= 256:
             raise InputError(f"generated images must be between 1 and 256, got {self.generated_images}")
+
+    def fidelity_probes(self) -> tuple[int, Budget]:
+        """How many generated images the fidelity measurement uses, and the tile budget of each."""
+        if self.fidelity == "full":
+            return self.generated_images, Budget()
+        return min(self.generated_images, QUICK_PROBE_IMAGES), self.budget

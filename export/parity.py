@@ -44,12 +44,18 @@ def tokenizer_parity(hf_tokenizer: Any, llm: LLM, add_bos: bool) -> dict[str, An
 
 
 def llm_parity(
-    model: torch.nn.Module, gguf_path: Path, ids: list[int], options: LLMOptions, dtype: str
+    model: torch.nn.Module,
+    gguf_path: Path,
+    ids: list[int],
+    options: LLMOptions,
+    dtype: str,
+    advance: Callable[[int], None] = lambda n=1: None,
 ) -> dict[str, Any]:
     """Compare llama.cpp's logits on ``ids`` and its greedy continuation with torch's.
 
     ``options`` are the caller's llama.cpp options; the context is sized to the probe, and
     ``dtype`` (the GGUF's weights) resolves a ``kv_dtype`` of "auto" as the runtime does.
+    ``advance(1)`` is called after each of the ``2 * GREEDY_TOKENS`` greedy steps (progress).
     """
     probe = dataclasses.replace(options, n_ctx=max(16, len(ids) + GREEDY_TOKENS + 8))
     llm = LLM(gguf_path, probe, weights_dtype=dtype)
@@ -60,15 +66,18 @@ def llm_parity(
         for _ in range(GREEDY_TOKENS):
             ours_new.append(int(np.argmax(logits)))
             logits = llm.eval_tokens([ours_new[-1]])
+            advance(1)
     finally:
         llm.close()
     with torch.no_grad():
-        ref = model(input_ids=torch.tensor([ids])).logits[0].float().numpy()
-        seq = list(ids)
-        for _ in range(GREEDY_TOKENS):
-            nxt = int(model(input_ids=torch.tensor([seq])).logits[0, -1].argmax())
-            seq.append(nxt)
-    ref_new = seq[len(ids) :]
+        out = model(input_ids=torch.tensor([ids]), use_cache=True)
+        ref = out.logits[0].float().numpy()
+        ref_new, past, nxt = [], out.past_key_values, int(out.logits[0, -1].argmax())
+        for _ in range(GREEDY_TOKENS):  # transformers' KV cache: one token a step, as llama.cpp
+            ref_new.append(nxt)
+            out = model(input_ids=torch.tensor([[nxt]]), past_key_values=past, use_cache=True)
+            past, nxt = out.past_key_values, int(out.logits[0, -1].argmax())
+            advance(1)
     matched = next((i for i, (a, b) in enumerate(zip(ours_new, ref_new)) if a != b), GREEDY_TOKENS)
     n = ref.shape[-1]
     figures = {

@@ -84,7 +84,7 @@ def _populate(tmp: Path, source: Source, spec: FamilySpec, model, config, tok, h
             layout, content_format=detect_content_format(llm_spec.chat_template, layout.image_marker)
         )
     progress.stage("checking parity with transformers")
-    figures.update(_llm_figures(tmp, model, llm_spec, layout, hf_tok, options))
+    figures.update(_llm_figures(tmp, model, llm_spec, layout, hf_tok, options, progress))
     return Manifest(
         name=name,
         family=spec.name,
@@ -141,13 +141,16 @@ def _export_vision(tmp, source, spec, model, config, tok, options, progress):
         preprocess=pp,
         extras=extras,
     )
+    progress.stage("checking the vision graph against transformers")
     figures = parity.vision_parity(
         lambda x: part.reference(model, x), tmp, vision, options.runtime.vision, part.atol[options.dtype]
     )
     return part.prompt(config, tok.tokens), vision, figures
 
 
-def _llm_figures(tmp: Path, model, llm_spec: LLMSpec, layout: PromptLayout, hf_tok, options) -> dict[str, Any]:
+def _llm_figures(
+    tmp: Path, model, llm_spec: LLMSpec, layout: PromptLayout, hf_tok, options, progress
+) -> dict[str, Any]:
     figures: dict[str, Any] = {}
     probe = "Describe the picture in one sentence. The capital of France is"
     if llm_spec.chat_template:
@@ -159,7 +162,8 @@ def _llm_figures(tmp: Path, model, llm_spec: LLMSpec, layout: PromptLayout, hf_t
         ids = llm.tokenize(probe, add_bos=llm_spec.add_bos and not probe.startswith(llm_spec.bos_token or "\0"))
     finally:
         llm.close()
-    figures.update(parity.llm_parity(model, tmp / LLM_FILE, ids, options.runtime.llm, options.dtype))
+    with progress.bar(2 * parity.GREEDY_TOKENS, "parity: greedy tokens on llama.cpp, then transformers") as advance:
+        figures.update(parity.llm_parity(model, tmp / LLM_FILE, ids, options.runtime.llm, options.dtype, advance))
     return figures
 
 

@@ -228,14 +228,18 @@ def _measure(
     tmp: Path, root: Path, before: Manifest, after: Manifest, plan: _Plan, images, options, progress
 ) -> dict[str, Any]:
     audio = probe_audio(before.audio.features.sample_rate) if before.audio is not None else ()
-    probes = fidelity.Probes(images=images, audio=audio, budget=options.budget)
-    progress.stage("measuring fidelity against the source bundle")
+    generated, budget = options.fidelity_probes()
+    made = len(images) - len(options.images)  # the generated images come first, then the user's
+    images = list(images[: min(generated, made)]) + list(images[made:])
+    probes = fidelity.Probes(images=images, audio=audio, budget=budget)
+    progress.stage(f"measuring fidelity against the source bundle ({options.fidelity}; --fidelity full for more)")
     ref = fidelity.observe(root, before, probes, options.runtime, progress, label="source")
     ours = fidelity.observe(tmp, after, probes, options.runtime, progress, reference=ref, label="quantized")
     report: dict[str, Any] = {
         "reference": before.name,
         "probes": {
-            "generated_images": options.generated_images,
+            "fidelity": options.fidelity,
+            "generated_images": min(generated, made),
             "user_images": len(options.images),
             "texts": len(probes.texts),
             "prompts": len(probes.prompts),
@@ -312,5 +316,13 @@ def summary_lines(report: dict[str, Any]) -> Sequence[str]:
             f"answers {e2e['identical_answers'] * 100:.0f} % identical over {e2e['prompts']} greedy answers "
             f"of up to {e2e['max_tokens']} tokens; mean matched prefix {e2e['mean_matched_prefix']:.1f} tokens"
             + (" (with images)" if e2e.get("with_images") else "")
+        )
+    probes = report.get("probes", {})
+    if probes.get("fidelity"):
+        quick = probes["fidelity"] == "quick"
+        more = "; --fidelity full measures every generated image and tile" if quick else ""
+        lines.append(
+            f"measured: {probes['fidelity']} ({probes['generated_images']} generated and "
+            f"{probes['user_images']} given images){more}"
         )
     return lines

@@ -5,9 +5,10 @@ preprocessing, onnxruntime for the graphs, llama.cpp with the KV cache type the 
 picks for the bundle's dtype), one after the other so only one LLM is in memory:
 
 1. :func:`observe` the reference: image embeddings of the probe images (every tile the
-   bundle's own scheme makes of them, under :data:`PROBE_BUDGET`), next-token
-   log-probabilities at every position of the probe texts, the held-out paragraph's
-   negative log-likelihood, and greedy answers to the probe prompts (with images for VLMs);
+   bundle's own scheme makes of them, under the probes' budget: :data:`PROBE_BUDGET` for the
+   quick measurement, none for ``--fidelity full``), next-token log-probabilities at every
+   position of the probe texts, the held-out paragraph's negative log-likelihood, and greedy
+   answers to the probe prompts (with images for VLMs, under the same budget);
 2. :func:`observe` the quantized bundle with the reference at hand, which computes top-1
    agreement and KL(reference || quantized) position by position without keeping both
    distributions, then :func:`compare` turns the two observations into the report.
@@ -29,9 +30,9 @@ from edge.progress import NullProgress
 from edge.quantize.texts import GREEDY_PROMPTS, HELDOUT_TEXT, PROBE_TEXTS
 
 ANSWER_TOKENS = 24
-# The tile budget of each probe image (fidelity and calibration): a sliced scheme (Idefics3,
-# LLaVA-NeXT anyres) makes at most the global/base image and a 2x2 grid of it, so the cost of the
-# probes stays bounded; a one-tile scheme (CLIP) is not affected.
+# The tile budget of each probe image (PROBE_BUDGET, for calibration and the quick measurement): a
+# sliced scheme (Idefics3, LLaVA-NeXT anyres) makes at most the global/base image and a 2x2 grid of
+# it, so the cost of the probes stays bounded; a one-tile scheme (CLIP) is not affected.
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,7 @@ def observe(
     from edge.runtime.vision.encoder import VisionEncoder
 
     obs = Observation()
+    progress.stage(f"loading the {label} bundle")
     pipe = Pipeline(root, options) if manifest.llm is not None else None
     try:
         if manifest.vision is not None:
@@ -141,7 +143,7 @@ def _observe_llm(
         advance(1)
     llm.rewind(0)
     templated = bool(spec.chat_template)
-    options = GenerateOptions(max_tokens=probes.answer_tokens, template=templated)
+    options = GenerateOptions(max_tokens=probes.answer_tokens, template=templated, budget=probes.budget)
     with progress.bar(len(probes.prompts), f"greedy answers to {len(probes.prompts)} prompts ({label})") as advance:
         for i, prompt in enumerate(probes.prompts):
             images = (

@@ -11,12 +11,13 @@ from __future__ import annotations
 import collections
 import contextlib
 import ctypes
+import logging
 import os
 import re
 import sys
 import threading
 from pathlib import Path
-from types import MappingProxyType
+from types import MappingProxyType, SimpleNamespace
 from typing import Callable, Iterator, Mapping, Optional
 
 import llama_cpp as lc
@@ -24,8 +25,56 @@ import numpy as np
 
 from edge.errors import ContextOverflowError, InputError, RuntimeFailure
 from edge.options import LLMOptions
+from edge.runtime.cpu import llm_threads
 
 _GGML_TYPE_F32 = 0  # ggml_type enum value
+_GGML_MAX_N_THREADS = 512  # GGML_MAX_N_THREADS of ggml.h
+LOG = logging.getLogger("edge.llama_cpp")
+
+
+class ThreadpoolParams(ctypes.Structure):
+    """``struct ggml_threadpool_params`` of ggml.h (the llama.cpp llama-cpp-python 0.3.36 vendors),
+    which llama-cpp-python does not bind; :func:`_threadpool_api` checks this layout against the
+    library's own ``ggml_threadpool_params_default`` before any pool is made."""
+
+    _fields_ = [
+        ("cpumask", ctypes.c_bool * _GGML_MAX_N_THREADS),  # all false: the inherited affinity
+        ("n_threads", ctypes.c_int),
+        ("prio", ctypes.c_int),  # enum ggml_sched_priority: 0 = normal
+        ("poll", ctypes.c_uint32),  # 0 = sleep at once when out of work ... 100 = spin longest
+        ("strict_cpu", ctypes.c_bool),
+        ("paused", ctypes.c_bool),
+    ]
+
+
+def _threadpool_api() -> Optional[SimpleNamespace]:
+    """ggml's threadpool functions from the wheel's own libraries (already loaded by libllama),
+    or None (with a warning) when they are missing or the struct layout does not match."""
+    llama = lc.llama_cpp._lib
+    try:
+        folder = Path(llama._name).parent
+        names = [f"libggml-cpu{s}" for s in (".so", ".dylib")] + ["ggml-cpu.dll"]
+        cpu = ctypes.CDLL(str(next(folder / n for n in names if (folder / n).exists())))
+        base = ctypes.CDLL(str(next(folder / n.replace("-cpu", "-base") for n in names if (folder / n).exists())))
+        api = SimpleNamespace(new=cpu.ggml_threadpool_new, free=cpu.ggml_threadpool_free)
+        api.attach, api.detach = llama.llama_attach_threadpool, llama.llama_detach_threadpool
+        api.match = base.ggml_threadpool_params_match
+        default = base.ggml_threadpool_params_default
+    except (StopIteration, OSError, AttributeError) as exc:
+        LOG.warning("llama.cpp's threadpool API is not available (%s); using its default threads", exc)
+        return None
+    default.restype, default.argtypes = ThreadpoolParams, [ctypes.c_int]
+    api.new.restype, api.new.argtypes = ctypes.c_void_p, [ctypes.POINTER(ThreadpoolParams)]
+    api.free.restype, api.free.argtypes = None, [ctypes.c_void_p]
+    api.attach.restype, api.attach.argtypes = None, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
+    api.detach.restype, api.detach.argtypes = None, [ctypes.c_void_p]
+    api.match.restype = ctypes.c_bool
+    api.match.argtypes = [ctypes.POINTER(ThreadpoolParams), ctypes.POINTER(ThreadpoolParams)]
+    ours, theirs = ThreadpoolParams(n_threads=3, poll=50), default(3)  # ggml_threadpool_params_init's values
+    if not (theirs.n_threads == 3 and theirs.poll == 50 and api.match(ctypes.byref(ours), ctypes.byref(theirs))):
+        LOG.warning("ggml_threadpool_params does not have the layout edge knows; using llama.cpp's default threads")
+        return None
+    return api
 
 
 class LogSink:
@@ -212,9 +261,9 @@ class LLM:
         cparams = lc.llama_context_default_params()
         cparams.n_ctx = options.n_ctx or min(n_train, default_ctx)
         cparams.n_batch = cparams.n_ubatch = options.n_batch
-        # llama.cpp's own default (4) oversubscribes small machines: use the cores we have
-        threads = options.threads or max(1, os.cpu_count() or 1)
-        cparams.n_threads = cparams.n_threads_batch = threads
+        # llama.cpp's own default (4) oversubscribes small machines; 0 = edge's rule (docs/threads.md)
+        self.threads = options.threads or llm_threads()
+        cparams.n_threads = cparams.n_threads_batch = self.threads
         cparams.no_perf = True
         self.kv_dtype = kv_dtype
         if kv_dtype == "f32":
@@ -225,9 +274,21 @@ class LLM:
             lc.llama_model_free(self._model)
             self._model = None
             raise RuntimeFailure(f"llama.cpp cannot create a context: {self.log.last_error()}")
+        self._attach_threadpool(options.poll)
         self.n_ctx = int(lc.llama_n_ctx(self._ctx))
         self.n_batch = options.n_batch
         self.n_past = 0
+
+    def _attach_threadpool(self, poll: int) -> None:
+        # One ggml threadpool for decode and prefill, made with our polling level (llama.cpp's
+        # implicit pool polls at 50). Builds with OpenMP (OPENMP = 1 in system_info, e.g. Linux
+        # wheels) compute in OpenMP threads and ignore ``poll``; docs/threads.md has the figures.
+        self._pool, self._pool_api = None, _threadpool_api()
+        if self._pool_api is not None:
+            params = ThreadpoolParams(n_threads=self.threads, poll=poll)
+            self._pool = self._pool_api.new(ctypes.byref(params))
+            if self._pool:
+                self._pool_api.attach(self._ctx, self._pool, self._pool)
 
     # --- tokens -----------------------------------------------------------------
     def tokenize(self, text: str, add_bos: bool = False, special: bool = True) -> list[int]:
@@ -308,9 +369,9 @@ class LLM:
         ptr = lc.llama_get_logits_ith(self._ctx, i)
         return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,)).copy()
 
-    def rewind(self, n_keep: int) -> None:
-        """Forget everything from position ``n_keep`` on (the KV cache keeps the prefix)."""
-        if n_keep < self.n_past:
+    def rewind(self, n_keep: int, force: bool = False) -> None:
+        """Forget positions from ``n_keep`` on (the prefix stays); ``force``: even at ``n_past`` (a cut decode)."""
+        if n_keep < self.n_past or (force and n_keep <= self.n_past):
             mem = lc.llama_get_memory(self._ctx)
             if not lc.llama_memory_seq_rm(mem, 0, n_keep, -1):
                 lc.llama_memory_clear(mem, True)
@@ -323,8 +384,13 @@ class LLM:
             return
         with self.log.active():
             if self._ctx:
+                if getattr(self, "_pool", None):
+                    self._pool_api.detach(self._ctx)
                 lc.llama_free(self._ctx)
                 self._ctx = None
+            if getattr(self, "_pool", None):  # the context no longer uses it
+                self._pool_api.free(self._pool)
+                self._pool = None
             if self._model:
                 lc.llama_model_free(self._model)
                 self._model = None

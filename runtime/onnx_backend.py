@@ -35,6 +35,7 @@ import onnxruntime as ort
 from edge.errors import InputError, RuntimeFailure
 from edge.events import Placement
 from edge.options import OnnxOptions
+from edge.runtime.cpu import onnx_threads
 
 LOG = logging.getLogger("edge.onnxruntime")
 
@@ -97,9 +98,12 @@ def open_session(path: Path, options: OnnxOptions = OnnxOptions()) -> Session:
     path = Path(path)
     so = ort.SessionOptions()
     so.log_severity_level = 0  # node placement is only logged at the verbose level; every line goes to LOG
-    if options.threads:
-        so.intra_op_num_threads = options.threads
-        so.inter_op_num_threads = 1
+    # 0 = edge's rule: every physical core, as onnxruntime's own default, but without spinning (docs/threads.md)
+    so.intra_op_num_threads = options.threads or onnx_threads()
+    so.inter_op_num_threads = 1
+    spin = "1" if options.spinning else "0"
+    so.add_session_config_entry("session.intra_op.allow_spinning", spin)
+    so.add_session_config_entry("session.inter_op.allow_spinning", spin)
     available = ort.get_available_providers()
     missing = [p for p in options.provider_names if p not in available]
     if missing:

@@ -20,7 +20,7 @@ from edge.events import Event, FinishEvent, Placement, Result, Timings, TokenEve
 from edge.manifest import LLMSpec
 from edge.options import Budget, GenerateOptions, RuntimeOptions
 from edge.runtime.llama_backend import LLM
-from edge.runtime.text.generate import TextDecoder, join, steps
+from edge.runtime.text.generate import StopText, TextDecoder, join, steps
 from edge.runtime.text.prompt import ImageSlot, Message, render_chat, split_prompt, starts_with_bos
 from edge.runtime.text.sampling import Sampler
 from edge.runtime.vision.embed_cache import EmbeddingCache, image_key
@@ -157,6 +157,8 @@ class Pipeline:
         add_bos = llm_spec.add_bos and (raw or not starts_with_bos(text, llm_spec.bos_token))
         chunks = split_prompt(text, self.manifest.prompt, len(images), self._tokenize, add_bos)
         if images and self.vision is None:
+            for src in images:
+                load_image(src)  # a missing or unreadable image is the first thing to say
             raise InputError("this bundle has no vision encoder; it cannot take images")
         encoded = self._encode_images(images, options.budget, timings)
         target: list = []
@@ -189,6 +191,7 @@ class Pipeline:
             raise
         timings.prefill_ms = (time.perf_counter() - t_prefill) * 1000
         decoder = TextDecoder(self.llm.piece)
+        stop = StopText(options.stop)
         tokens: list[int] = []
         parts: list[str] = []
         t_first = None
@@ -203,13 +206,23 @@ class Pipeline:
                     t_first = time.perf_counter()
                     timings.ttft_ms = (t_first - t0) * 1000
                 tokens.append(token)
-                delta = decoder(token)
+                delta = stop.push(decoder(token))
                 parts.append(delta)
                 yield TokenEvent(token, delta)
+                if stop.stopped:
+                    reason = "stop"
+                    break
+        except (GeneratorExit, KeyboardInterrupt):
+            self._settle()  # stopped early (the stream was closed, Ctrl-C): keep the valid prefix
+            raise
         except BaseException:
             self._forget()
             raise
-        tail = decoder.flush()
+        tail = "" if stop.stopped else stop.push(decoder.flush())
+        if stop.stopped:
+            reason = "stop"
+        else:
+            tail += stop.flush()
         if tail:
             parts.append(tail)
             yield TokenEvent(-1, tail)
@@ -252,6 +265,18 @@ class Pipeline:
         logits = self.llm.eval_tokens([token])
         self._seq.append(token)
         return logits
+
+    def _settle(self) -> None:
+        """After an interrupted step: keep the items whose positions the KV cache fully holds, and
+        clear every position after them (a step cut short may have written some)."""
+        pos = n = 0
+        for item in self._seq:
+            width = _width(item, self._positions)
+            if pos + width > self.llm.n_past:
+                break
+            pos, n = pos + width, n + 1
+        self._seq = self._seq[:n]
+        self.llm.rewind(pos, force=True)
 
     def _forget(self) -> None:
         self._seq = []
@@ -340,7 +365,9 @@ class ChatSession:
     def send(
         self, text: str, images: Sequence = (), options: GenerateOptions = GenerateOptions(), audio: Sequence = ()
     ) -> Iterator[Event]:
-        """Add a user turn and stream the assistant's answer (recorded when it finishes); ``audio`` is transcribed into it."""
+        """Add a user turn and stream the assistant's answer, recorded when it finishes; ``audio``
+        is transcribed into the turn. An answer whose stream is closed early (Ctrl-C) is recorded
+        as far as it went, and the KV cache keeps what was evaluated for the next turn to reuse."""
         text = self.pipeline.hear(text, audio)
         msgs = (
             ([Message("system", self.system)] if self.system else [])
@@ -349,10 +376,21 @@ class ChatSession:
         )
         stream = self.pipeline.stream_messages(msgs, options)  # validates before anything is recorded
         self.messages.append(Message("user", text, tuple(images)))
-        for ev in stream:
-            if isinstance(ev, FinishEvent):
-                self.messages.append(Message("assistant", ev.text))
-            yield ev
+        shown: list[str] = []
+        finished = False
+        try:
+            for ev in stream:
+                if isinstance(ev, FinishEvent):
+                    self.messages.append(Message("assistant", ev.text))
+                    finished = True
+                else:
+                    shown.append(ev.text)
+                yield ev
+        except GeneratorExit:
+            stream.close()
+            if not finished:
+                self.messages.append(Message("assistant", "".join(shown)))
+            raise
 
     def reset(self) -> None:
         """Forget the conversation (the cache is reused as far as the system prompt goes)."""

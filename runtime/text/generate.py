@@ -4,7 +4,7 @@ blocking call that only joins the stream."""
 from __future__ import annotations
 
 import codecs
-from typing import Callable, Iterable, Iterator, Optional
+from typing import Callable, Iterable, Iterator, Optional, Sequence
 
 import numpy as np
 
@@ -56,6 +56,35 @@ class TextDecoder:
 
     def flush(self) -> str:
         return self._dec.decode(b"", final=True)
+
+
+class StopText:
+    """Stop sequences over a stream of text deltas: text that may be the start of a stop is held
+    back until it is known not to be one, and nothing from the first stop on is ever shown."""
+
+    def __init__(self, stops: Sequence[str] = ()) -> None:
+        self.stops = tuple(stops)
+        self.stopped = False
+        self._held = ""
+
+    def push(self, delta: str) -> str:
+        """The text that can be shown now; sets :attr:`stopped` when a stop sequence is complete."""
+        if not self.stops or self.stopped:
+            return "" if self.stopped else delta
+        text = self._held + delta
+        found = [i for i in (text.find(s) for s in self.stops) if i >= 0]
+        if found:
+            self.stopped, self._held = True, ""
+            return text[: min(found)]
+        # the longest tail of the text that begins some stop sequence waits for the next delta
+        hold = max((k for s in self.stops for k in range(1, len(s)) if text.endswith(s[:k])), default=0)
+        self._held = text[len(text) - hold :] if hold else ""
+        return text[: len(text) - hold]
+
+    def flush(self) -> str:
+        """What is still held back, at the end of the stream (it never became a stop)."""
+        out, self._held = self._held, ""
+        return out
 
 
 def join(events: Iterable[Event]) -> Result:

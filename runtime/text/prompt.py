@@ -51,6 +51,12 @@ def _environment() -> ImmutableSandboxedEnvironment:
 
 def _content(msg: Message, layout: PromptLayout) -> Any:
     if layout.content_format == "parts":
+        if msg.images and layout.image_marker in msg.text:
+            # images placed in the text by their markers keep their order among the text parts
+            out: list[dict] = []
+            for i, piece in enumerate(msg.text.split(layout.image_marker)):
+                out += ([{"type": "image"}] if i else []) + ([{"type": "text", "text": piece}] if piece else [])
+            return out
         parts: list[dict] = [{"type": "image"} for _ in msg.images]
         return parts + [{"type": "text", "text": msg.text}]
     if msg.images and layout.image_marker not in msg.text:

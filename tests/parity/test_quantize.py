@@ -168,10 +168,13 @@ def test_cli_quantize_prints_the_report_as_json(tiny_llava_bundle, tmp_path, pho
         "--json",
         "--threads",
         str(THREADS),
+        "--fidelity",
+        "full",
     )
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert report["probes"]["user_images"] == 1 and report["vision"]["images"] == 13
+    assert report["probes"]["fidelity"] == "full" and report["vision"]["budget"]["max_tiles"] is None
     assert report["llm"]["dtype_after"] == "q4_k_m" and report["vision"]["dtype_after"] == "int8"
     assert json.loads((out / "manifest.json").read_text())["provenance"]["fidelity"] == report
 
