@@ -4,6 +4,9 @@ This is the only module that imports ``llama_cpp``. Text goes in as token ids
 (``llama_batch.token``) and images as embedding rows (``llama_batch.embd``), both
 at explicit positions of sequence 0; the KV cache persists between calls so a
 chat only evaluates what is new.
+
+Over 400 lines on purpose: house rule 3 keeps every call into llama.cpp in this one module
+(model, context, batches, positions, attention mode, threadpool, log hook, quantizer).
 """
 
 from __future__ import annotations

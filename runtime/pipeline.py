@@ -8,47 +8,24 @@ kept, and only the rest is evaluated. A chat therefore only pays for its new tur
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
 
 import numpy as np
 
 from edge.bundle import load_manifest
-from edge.errors import BundleError, ContextOverflowError, InputError, RuntimeFailure
+from edge.errors import ContextOverflowError, InputError, RuntimeFailure
 from edge.events import Event, FinishEvent, Placement, Result, Timings, TokenEvent
-from edge.manifest import LLMSpec
-from edge.options import Budget, GenerateOptions, RuntimeOptions
+from edge.options import GenerateOptions, RuntimeOptions
+from edge.runtime.chat import ChatSession
 from edge.runtime.llama_backend import LLM
 from edge.runtime.text.generate import StopText, TextDecoder, join, steps
 from edge.runtime.text.prompt import ImageSlot, Message, render_chat, split_prompt, starts_with_bos
 from edge.runtime.text.sampling import Sampler
-from edge.runtime.vision.embed_cache import EmbeddingCache, image_key
-from edge.runtime.vision.encoder import VisionEncoder
+from edge.runtime.text.sequence import MediaBlock, check_media_facts, same, width
+from edge.runtime.vision.embed_cache import EmbeddingCache
 from edge.runtime.vision.image_io import load_image
-from edge.runtime.vision.schemes import Layout, scheme_for
-
-
-@dataclass(frozen=True)
-class _Image:
-    """One embedding block in the sequence (an image, or one tile of it)."""
-
-    key: str
-    embeds: np.ndarray
-
-
-@dataclass(frozen=True)
-class _Encoded:
-    """An image after the vision graph: its layout, embedding blocks and plan info."""
-
-    key: str
-    layout: Layout
-    blocks: list
-    info: dict
-
-    @property
-    def nbytes(self) -> int:
-        return sum(b.nbytes for b in self.blocks)
+from edge.runtime.vision.images import ImageStage
 
 
 class Pipeline:
@@ -70,16 +47,13 @@ class Pipeline:
         self.llm = LLM(self.root / m.llm.file, options.llm, weights_dtype=m.llm.dtype, verbose=options.verbose)
         if self.llm.n_embd != m.llm.n_embd:
             raise RuntimeFailure(f"{m.llm.file} has n_embd {self.llm.n_embd}, the manifest says {m.llm.n_embd}")
-        self.vision = None
+        self.images = self.vision = self.scheme = None
         if m.vision is not None:
             if m.vision.embed_dim != m.llm.n_embd:
                 raise RuntimeFailure("the vision output width does not match the LLM's embedding width")
-            self.vision = VisionEncoder(self.root, m.vision, options.vision)
-            self.scheme = scheme_for(m.vision, self.root)
-        self.cache = EmbeddingCache()
-        # image embeddings are valid for this exact vision graph only
-        self._vision_id = m.files[m.vision.file].sha256 if m.vision else m.name
-        self._seq: list = []  # what the KV cache holds: token ids (int) and _Image items
+            self.images = ImageStage(self.root, m.vision, m.files[m.vision.file].sha256, options.vision)
+            self.vision, self.scheme = self.images.encoder, self.images.scheme
+        self._seq: list = []  # what the KV cache holds: token ids (int) and MediaBlock items
         # speech -> text for spoken turns: the bundle's own audio component, or one set by edge.load(speech=...)
         self.speech = None
         if m.audio is not None:
@@ -134,7 +108,13 @@ class Pipeline:
         """Forget the KV cache and the image embedding cache: the next request starts from
         scratch, as the first one after loading (benchmarks, memory pressure)."""
         self._forget()
-        self.cache = EmbeddingCache(self.cache.max_bytes)
+        if self.images is not None:
+            self.images.reset()
+
+    @property
+    def cache(self) -> Optional[EmbeddingCache]:
+        """The image embedding cache (None without a vision component)."""
+        return self.images.cache if self.images is not None else None
 
     @property
     def placement(self) -> dict[str, Placement]:
@@ -160,7 +140,7 @@ class Pipeline:
             for src in images:
                 load_image(src)  # a missing or unreadable image is the first thing to say
             raise InputError("this bundle has no vision encoder; it cannot take images")
-        encoded = self._encode_images(images, options.budget, timings)
+        encoded = self.images.encode(images, options.budget, timings) if self.images is not None else []
         target: list = []
         for c in chunks:
             if not isinstance(c, ImageSlot):
@@ -171,8 +151,8 @@ class Pipeline:
                 if isinstance(piece, str):
                     target.extend(self._tokenize(piece, False))
                 else:
-                    target.append(_Image(f"{enc.key}:{piece}", enc.blocks[piece]))
-        n_pos = sum(_width(x, self._positions) for x in target)
+                    target.append(MediaBlock(f"{enc.key}:{piece}", enc.blocks[piece]))
+        n_pos = sum(width(x, self._positions) for x in target)
         timings.prompt_tokens = n_pos
         if n_pos + 1 > self.llm.n_ctx:
             raise ContextOverflowError(
@@ -236,10 +216,10 @@ class Pipeline:
 
     def _prefill(self, target: list, timings: Timings) -> np.ndarray:
         keep = 0
-        while keep < min(len(target), len(self._seq)) and _same(target[keep], self._seq[keep]):
+        while keep < min(len(target), len(self._seq)) and same(target[keep], self._seq[keep]):
             keep += 1
         keep = min(keep, len(target) - 1)  # the last item must be evaluated to get logits
-        kept_pos = sum(_width(x, self._positions) for x in target[:keep])
+        kept_pos = sum(width(x, self._positions) for x in target[:keep])
         self.llm.rewind(kept_pos)
         if self.llm.n_past != kept_pos:  # the cache could not be cut: start over
             keep, kept_pos = 0, 0
@@ -248,13 +228,13 @@ class Pipeline:
         logits = None
         i = keep
         while i < len(target):
-            if isinstance(target[i], _Image):
+            if isinstance(target[i], MediaBlock):
                 logits = self.llm.eval_embeddings(target[i].embeds)
                 self._seq.append(target[i])
                 i += 1
                 continue
             j = i
-            while j < len(target) and not isinstance(target[j], _Image):
+            while j < len(target) and not isinstance(target[j], MediaBlock):
                 j += 1
             logits = self.llm.eval_tokens(target[i:j])
             self._seq.extend(target[i:j])
@@ -271,10 +251,10 @@ class Pipeline:
         clear every position after them (a step cut short may have written some)."""
         pos = n = 0
         for item in self._seq:
-            width = _width(item, self._positions)
-            if pos + width > self.llm.n_past:
+            w = width(item, self._positions)
+            if pos + w > self.llm.n_past:
                 break
-            pos, n = pos + width, n + 1
+            pos, n = pos + w, n + 1
         self._seq = self._seq[:n]
         self.llm.rewind(pos, force=True)
 
@@ -284,114 +264,3 @@ class Pipeline:
 
     def _tokenize(self, text: str, add_bos: bool) -> list[int]:
         return self.llm.tokenize(text, add_bos=add_bos, special=True)
-
-    def _encode_images(self, images: list, budget: Budget, timings: Timings) -> list[_Encoded]:
-        out = []
-        for src in images:
-            t = time.perf_counter()
-            img = load_image(src)
-            key = image_key(img, self._vision_id, repr(budget))
-            enc = self.cache.get(key)
-            if enc is None:
-                plan = self.scheme.plan(img, budget)
-                timings.preprocess_ms += (time.perf_counter() - t) * 1000
-                t = time.perf_counter()
-                embeds = self.vision(plan.pixel_values)
-                timings.image_encode_ms += (time.perf_counter() - t) * 1000
-                timings.tiles += plan.pixel_values.shape[0]
-                layout, blocks = self.scheme.layout(embeds, plan)
-                enc = _Encoded(key, layout, blocks, plan.info)
-                self.cache.put(key, enc)
-            else:
-                timings.preprocess_ms += (time.perf_counter() - t) * 1000
-            timings.image_tokens += sum(b.shape[0] for b in enc.blocks)
-            timings.image_plans.append(enc.info)
-            out.append(enc)
-        timings.cache_hits, timings.cache_misses = self.cache.hits, self.cache.misses
-        if timings.tiles:
-            timings.encode_ms_per_tile = timings.image_encode_ms / timings.tiles
-        return out
-
-
-# What this runtime executes of the manifest's media facts (LLMSpec.media_attention / media_positions):
-# llama.cpp evaluates a batch of embedding rows under the same causal mask as tokens, one position a row.
-SUPPORTED_MEDIA_ATTENTION = ("causal",)
-SUPPORTED_MEDIA_POSITIONS = ("linear",)
-
-
-def check_media_facts(spec: LLMSpec) -> None:
-    """Refuse a bundle whose LLM sees media rows in a way this runtime cannot execute (checked for
-    bundles with media; a text-only bundle has no media rows to get wrong).
-
-    Raises:
-        BundleError: non-causal attention over media rows, or multi-axis positions (M-RoPE).
-    """
-    if spec.media_attention not in SUPPORTED_MEDIA_ATTENTION:
-        raise BundleError(
-            f"the bundle's LLM attends to image rows with {spec.media_attention} attention; this "
-            f"runtime runs {', '.join(SUPPORTED_MEDIA_ATTENTION)} attention only (upgrade edge)"
-        )
-    if spec.media_positions not in SUPPORTED_MEDIA_POSITIONS:
-        raise BundleError(
-            f"the bundle's LLM gives image rows {spec.media_positions!r} (multi-axis) positions; this "
-            f"runtime gives {', '.join(SUPPORTED_MEDIA_POSITIONS)} positions only (upgrade edge)"
-        )
-
-
-def _width(item, positions: str) -> int:
-    """The KV-cache positions an item takes: one per token; under "linear" media positions (the
-    bundle's ``media_positions``, checked at load) one per embedding row of an image block."""
-    if not isinstance(item, _Image):
-        return 1
-    if positions == "linear":
-        return item.embeds.shape[0]
-    raise RuntimeFailure(f"media positions {positions!r} are not supported by this runtime")
-
-
-def _same(a, b) -> bool:
-    if isinstance(a, _Image) or isinstance(b, _Image):
-        return isinstance(a, _Image) and isinstance(b, _Image) and a.key == b.key
-    return a == b
-
-
-class ChatSession:
-    """A conversation: each :meth:`send` renders the whole history, the cache reuses the prefix."""
-
-    def __init__(self, pipeline: Pipeline, system: Optional[str] = None) -> None:
-        self.pipeline = pipeline
-        self.system = system
-        self.messages: list[Message] = []
-
-    def send(
-        self, text: str, images: Sequence = (), options: GenerateOptions = GenerateOptions(), audio: Sequence = ()
-    ) -> Iterator[Event]:
-        """Add a user turn and stream the assistant's answer, recorded when it finishes; ``audio``
-        is transcribed into the turn. An answer whose stream is closed early (Ctrl-C) is recorded
-        as far as it went, and the KV cache keeps what was evaluated for the next turn to reuse."""
-        text = self.pipeline.hear(text, audio)
-        msgs = (
-            ([Message("system", self.system)] if self.system else [])
-            + self.messages
-            + [Message("user", text, tuple(images))]
-        )
-        stream = self.pipeline.stream_messages(msgs, options)  # validates before anything is recorded
-        self.messages.append(Message("user", text, tuple(images)))
-        shown: list[str] = []
-        finished = False
-        try:
-            for ev in stream:
-                if isinstance(ev, FinishEvent):
-                    self.messages.append(Message("assistant", ev.text))
-                    finished = True
-                else:
-                    shown.append(ev.text)
-                yield ev
-        except GeneratorExit:
-            stream.close()
-            if not finished:
-                self.messages.append(Message("assistant", "".join(shown)))
-            raise
-
-    def reset(self) -> None:
-        """Forget the conversation (the cache is reused as far as the system prompt goes)."""
-        self.messages = []

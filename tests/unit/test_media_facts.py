@@ -13,12 +13,12 @@ import pytest
 
 from edge.errors import BundleError
 from edge.manifest import LLMSpec, Manifest, MediaAttention, MediaPositions
-from edge.runtime.pipeline import (
+from edge.runtime.text.sequence import (
     SUPPORTED_MEDIA_ATTENTION,
     SUPPORTED_MEDIA_POSITIONS,
-    _Image,
-    _width,
+    MediaBlock,
     check_media_facts,
+    width,
 )
 
 
@@ -82,12 +82,12 @@ def test_runtime_runs_causal_linear_and_refuses_the_rest():
 
 
 def test_positions_an_item_takes():
-    block = _Image("img:0", np.zeros((7, 8), np.float32))
-    assert _width(5, "linear") == 1  # a token id
-    assert _width(block, "linear") == 7  # one position per embedding row
-    assert sum(_width(x, "linear") for x in [1, 2, block, 3]) == 10
+    block = MediaBlock("img:0", np.zeros((7, 8), np.float32))
+    assert width(5, "linear") == 1  # a token id
+    assert width(block, "linear") == 7  # one position per embedding row
+    assert sum(width(x, "linear") for x in [1, 2, block, 3]) == 10
     with pytest.raises(Exception, match="not supported"):
-        _width(block, "mrope")
+        width(block, "mrope")
 
 
 def test_llm_spec_fields_are_documented():
