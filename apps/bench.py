@@ -13,7 +13,7 @@ from typing import List, Optional
 
 import typer
 
-from edge.apps.cli_options import BUNDLE, resolve_bundle
+from edge.apps.cli_options import BUNDLE, DEVICE, FALLBACK, resolve_bundle
 from edge.apps.terminal_progress import TerminalProgress
 from edge.errors import InputError
 
@@ -57,6 +57,14 @@ def bench(
         None, "--work", help="Folder for generated images, converted peer files and logs (default: the edge cache)."
     ),
     threads: int = typer.Option(0, "--threads", "-t", help="Threads for every side (0 = all cores)."),
+    device: List[str] = DEVICE,
+    fallback: str = FALLBACK,
+    qwen2vl_vision: bool = typer.Option(
+        False,
+        "--qwen2vl-vision",
+        help="Instead of a bundle: time a random Qwen2.5-VL-3B-shaped vision tower at 448x448 and 1024x768, "
+        "ours f32/int8 vs transformers eager (--quick: 2 of its 32 blocks, 448x448, one round).",
+    ),
 ) -> None:
     """Measure a bundle next to transformers eager (fp32) and llama.cpp (libmtmd) on the same inputs
     (a Whisper component: next to faster-whisper int8).
@@ -64,12 +72,15 @@ def bench(
     Example: edge bench smolvlm.bundle --source ./SmolVLM-256M-Instruct --llama-cpp ./llama.cpp --quick;
     edge bench --quick --peers none    (the default model)
     """
+    from edge.apps.backends import parse_devices
     from edge.apps.defaults import cache_dir
     from edge.benchmarks import report as report_mod
     from edge.benchmarks import runner
 
     if not 0 <= threads <= 1024:  # the same words as the help
         raise InputError(f"threads must be 0 (all cores) or 1 to 1024, got {threads}")
+    if qwen2vl_vision:
+        return _qwen2vl_vision(quick, repeats, threads or (os.cpu_count() or 1), work or cache_dir() / "bench", as_json)
     names = tuple(p.strip() for p in peers.split(",") if p.strip() and p.strip() != "none")
     src = llama_cpp or (Path(os.environ[LLAMA_CPP_ENV]) if os.environ.get(LLAMA_CPP_ENV) else None)
     if source is not None and not (source / "config.json").is_file():
@@ -85,6 +96,8 @@ def bench(
         source=source,
         llama_cpp_src=src,
         audio=audio,
+        devices=parse_devices(device),
+        fallback=fallback,
     )
     results = runner.run(resolve_bundle(bundle, threads, as_json), options, TerminalProgress(quiet=as_json))
     if report is not None:
@@ -99,3 +112,20 @@ def bench(
         print(json.dumps(results, indent=1, default=str))
     else:
         print(report_mod.text_summary(results))
+        for comp, note in (results.get("sides", {}).get("edge", {}).get("info") or {}).get("emulated", {}).items():
+            print(f"note: edge's {comp} ran on the {note}")
+
+
+def _qwen2vl_vision(quick: bool, repeats: int, threads: int, work: Path, as_json: bool) -> None:
+    """``--qwen2vl-vision``: :func:`edge.benchmarks.qwen2vl_vision.measure` (issue 15's figures)."""
+    import sys
+
+    from edge.benchmarks import qwen2vl_vision as qv
+
+    if repeats < 0:
+        raise InputError(f"--repeats must be 0 or more, got {repeats}")
+    depth, sizes = (2, ["448x448"]) if quick else (32, ["448x448", "1024x768"])
+    runs = repeats or (1 if quick else 3)
+    folder = work.expanduser() / "qwen2vl_vision"
+    report = qv.measure(runs, threads, depth, sizes, int8=True, work=folder, log=sys.stderr)
+    print(json.dumps(report, indent=1) if as_json else qv.summary(report))

@@ -1,15 +1,12 @@
-"""`edge export`, `edge quantize`, `edge inspect`, `edge doctor`: making and looking at bundles."""
+"""`edge export`, `edge quantize`, `edge inspect`: making and looking at bundles (`edge doctor`: apps/device_cmds.py)."""
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
-from edge import __version__
 from edge.apps.cli_options import FIDELITY, PROVIDER, THREADS, VERBOSE
 from edge.apps.terminal_progress import TerminalProgress
 
@@ -131,46 +128,3 @@ def inspect(
     for k, v in m.provenance.get("parity", {}).items():
         print(f"parity  {k} = {v}")
     print("verified: sha256 of every file matches" if verify else "checked: files present with the recorded sizes")
-
-
-def doctor(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-    """Versions, onnxruntime providers, llama.cpp build and CPU features, threads, and where
-    bundles are cached (the default model's bundle, and whether it exists yet).
-
-    Example: edge doctor --json
-    """
-    import importlib.metadata
-    import platform
-
-    from edge.apps.defaults import cache_dir, default_bundle_path
-    from edge.manifest import MANIFEST_NAME
-    from edge.runtime import cpu
-    from edge.runtime import llama_backend as llm
-    from edge.runtime import onnx_backend as vision
-
-    default = default_bundle_path()
-    info = {
-        "edge": __version__,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpus": os.cpu_count(),
-        "physical_cores": cpu.physical_cores(),
-        "threads_auto": {"llm": cpu.llm_threads(), "vision_audio": cpu.onnx_threads()},
-        "onnxruntime": vision.backend_version(),
-        "onnxruntime_providers": vision.available_providers(),
-        "llama_cpp_python": llm.backend_version(),
-        "llama_cpp_system_info": llm.system_info(),
-        "cache_dir": str(cache_dir()),
-        "default_bundle": str(default),
-        "default_bundle_exists": (default / MANIFEST_NAME).is_file(),
-    }
-    for dist in ("torch", "transformers"):  # the export extras; their versions without importing them (seconds)
-        try:
-            info[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            info[dist] = None
-    if as_json:
-        print(json.dumps(info, indent=2))
-    else:
-        for k, v in info.items():
-            print(f"{k}: {v}")

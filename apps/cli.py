@@ -21,13 +21,15 @@ app = typer.Typer(
 
 
 from edge.apps.bench import bench  # noqa: E402
-from edge.apps.bundle_cmds import doctor, export, inspect, quantize  # noqa: E402
+from edge.apps.bundle_cmds import export, inspect, quantize  # noqa: E402
+from edge.apps.device_cmds import compile, doctor  # noqa: E402
+from edge.apps.live_cmds import live  # noqa: E402
 from edge.apps.run_cmds import chat, run  # noqa: E402
 from edge.apps.serve.command import serve  # noqa: E402
 from edge.apps.speech_cmds import listen, transcribe  # noqa: E402
 
 # The commands live in modules by subject; the order here is the order of `edge --help`.
-for _command in (export, quantize, run, chat, serve, transcribe, listen, inspect, doctor, bench):
+for _command in (export, quantize, compile, run, chat, serve, live, transcribe, listen, inspect, doctor, bench):
     app.command()(_command)
 
 

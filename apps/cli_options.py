@@ -31,6 +31,38 @@ PROVIDER = typer.Option(
         "repeat in order of preference (default: cpu). A fallback is reported."
     ),
 )
+DEVICE = typer.Option(
+    [],
+    "--device",
+    metavar="auto|cpu|gpu|npu|COMPONENT=DEVICE",
+    help=(
+        "Where the bundle runs (default: cpu): auto (the documented rule, docs/devices.md), cpu, gpu, or npu "
+        "(the vision graph on the NPU; audio and LLM on the CPU); COMPONENT=DEVICE (vision, audio, llm) overrides "
+        "one component, e.g. --device auto --device llm=cpu."
+    ),
+)
+# `edge listen` already has --device (the microphone): its compute device is --compute
+COMPUTE = typer.Option(
+    [],
+    "--compute",
+    metavar="auto|cpu|gpu|npu",
+    help="Where the speech graphs run (default: cpu; docs/devices.md). --device is the microphone here.",
+)
+FALLBACK = typer.Option(
+    "cpu",
+    "--fallback",
+    metavar="cpu|error",
+    help=(
+        "Graph nodes the device cannot run: cpu = run them on the CPU (a warning names them), "
+        "error = refuse the graph, naming the first unsupported operators."
+    ),
+)
+GPU_LAYERS = typer.Option(
+    None,
+    "--gpu-layers",
+    metavar="auto|N",
+    help="LLM layers llama.cpp offloads to its GPU (auto = all); given alone it puts the LLM on the GPU.",
+)
 VERBOSE = typer.Option(
     False,
     "--verbose",

@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from edge.apps.cli_options import PROVIDER, THREADS, VERBOSE
+from edge.apps.cli_options import COMPUTE, DEVICE, FALLBACK, PROVIDER, THREADS, VERBOSE
 
 
 def transcribe(
@@ -29,6 +29,8 @@ def transcribe(
         help=("Print one JSON object: text, segments with times, real-time factor, where each graph ran."),
     ),
     provider: List[str] = PROVIDER,
+    compute: List[str] = DEVICE,
+    fallback: str = FALLBACK,
     verbose: bool = VERBOSE,
 ) -> None:
     """Transcribe an audio file; segments print as each 30 s window is decoded.
@@ -36,10 +38,10 @@ def transcribe(
     Example: edge transcribe whisper.bundle meeting.flac --json
     """
     from edge.apps import speech_flow
-    from edge.apps.backends import command_options
+    from edge.apps.backends import audio_devices, command_options
     from edge.options import TranscribeOptions
 
-    backend = command_options(threads, 0, provider, verbose).audio
+    backend = command_options(threads, 0, provider, verbose, audio_devices(compute), fallback).audio
     options = TranscribeOptions(language=language, task=task, timestamps=not no_timestamps)
     speech_flow.transcribe(bundle, audio, options, backend, as_json)
 
@@ -68,6 +70,8 @@ def listen(
     threads: int = THREADS,
     as_json: bool = typer.Option(False, "--json", help="One JSON object per transcript (start, end, final, text)."),
     provider: List[str] = PROVIDER,
+    compute: List[str] = COMPUTE,
+    fallback: str = FALLBACK,
     verbose: bool = VERBOSE,
 ) -> None:
     """Transcribe the microphone live, printing each utterance as it ends (Ctrl-C stops).
@@ -75,10 +79,10 @@ def listen(
     Example: edge listen whisper.bundle --step 2 --length 8
     """
     from edge.apps import speech_flow
-    from edge.apps.backends import command_options
+    from edge.apps.backends import audio_devices, command_options
     from edge.options import StreamOptions, TranscribeOptions
 
-    backend = command_options(threads, 0, provider, verbose).audio
+    backend = command_options(threads, 0, provider, verbose, audio_devices(compute), fallback).audio
 
     stream = StreamOptions(
         step_s=step,

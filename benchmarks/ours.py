@@ -25,21 +25,37 @@ class Ours:
 
     name = "edge"
 
-    def __init__(self, bundle: str, threads: int, n_ctx: int = N_CTX) -> None:
+    def __init__(
+        self, bundle: str, threads: int, n_ctx: int = N_CTX, devices: Optional[dict] = None, fallback: str = "cpu"
+    ) -> None:
         import edge
-        from edge.options import RuntimeOptions
+        from edge.options import LLMOptions, OnnxOptions, RuntimeOptions
 
-        self.pipe = edge.load(bundle, RuntimeOptions.simple(threads=threads, n_ctx=n_ctx))
+        devices = devices or {}
+        if devices:  # `edge bench --device`: each component where the flags put it (docs/devices.md)
+            options = RuntimeOptions(
+                vision=OnnxOptions(threads=threads, device=devices.get("vision"), fallback=fallback),
+                audio=OnnxOptions(threads=threads, device=devices.get("audio"), fallback=fallback),
+                llm=LLMOptions(n_ctx=n_ctx, threads=threads, device=devices.get("llm", "cpu")),
+            )
+        else:
+            options = RuntimeOptions.simple(threads=threads, n_ctx=n_ctx)
+        self.pipe = edge.load(bundle, options)
         self.manifest = self.pipe.manifest
 
     def info(self) -> dict:
-        """What was loaded (reported with the figures)."""
+        """What was loaded and where it runs (reported with the figures); timings of a graph on the
+        QNN HTP emulator are labelled: they are functional, not the NPU's speed."""
         m = self.manifest
+        placement = {k: p.as_dict() for k, p in self.pipe.placement.items()}
+        emulated = [k for k, p in placement.items() if "emulator" in str(p.get("reason", ""))]
         return {
             "llm_dtype": m.llm.dtype if m.llm else None,
             "vision_dtype": m.vision.dtype if m.vision else None,
             "n_ctx": self.pipe.llm.n_ctx,
             "n_vocab": self.pipe.llm.n_vocab,
+            "placement": placement,
+            "emulated": {k: "QNN HTP emulator on the host CPU: functional timings, not device speed" for k in emulated},
         }
 
     def encode(self, image: str, max_image_tokens: Optional[int] = None, longest_edge: Optional[int] = None) -> dict:

@@ -55,6 +55,9 @@ class BenchOptions:
     prompt: str = "Describe this image in one sentence."
     audio: Optional[Path] = None
     whisper_model: Optional[Path] = None  # faster-whisper's CTranslate2 folder (default: --source if it is one)
+    # `--device`: component -> device for edge's side ({} = every component on the CPU), and `--fallback`
+    devices: dict = field(default_factory=dict)
+    fallback: str = "cpu"
 
     def __post_init__(self) -> None:
         if not 1 <= self.threads <= 1024:
@@ -100,7 +103,9 @@ def _setup(bundle: Path, o: BenchOptions, progress) -> Context:
     ctx = Context(root, o, manifest)
     if manifest.llm is None:
         return ctx
-    ctx.sides["edge"] = {"side": "edge", "bundle": str(root), "threads": o.threads}
+    ctx.sides["edge"] = {
+        "side": "edge", "bundle": str(root), "threads": o.threads, "devices": dict(o.devices), "fallback": o.fallback
+    }  # fmt: skip
     if "transformers" in o.peers:
         if o.source is None:
             ctx.missing["transformers"] = "needs the HF checkpoint the bundle was exported from (--source)"
@@ -139,7 +144,7 @@ def run(bundle: Path, o: BenchOptions, progress=NullProgress()) -> dict:
         "llm_dtype": m.llm.dtype if m.llm else None,
         "vision_dtype": m.vision.dtype if m.vision else None,
         "audio_dtype": audio.dtype if audio else None,
-        "conditions": conditions(o),
+        "conditions": {**conditions(o), "devices": dict(o.devices) or {"all": "cpu"}, "fallback": o.fallback},
         "not_measured": dict(ctx.missing),
         "sides": {},
     }

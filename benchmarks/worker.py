@@ -29,7 +29,7 @@ def make_side(cfg: dict):
     if side == "edge":
         from .ours import Ours
 
-        return Ours(cfg["bundle"], threads, cfg.get("n_ctx", 4096))
+        return Ours(cfg["bundle"], threads, cfg.get("n_ctx", 4096), cfg.get("devices"), cfg.get("fallback", "cpu"))
     if side == "edge-speech":
         from .ours import OursSpeech
 

@@ -41,6 +41,7 @@ from edge.options import (  # noqa: E402
 )
 
 if TYPE_CHECKING:
+    from edge.runtime.live_loop import LiveLoop
     from edge.runtime.pipeline import Pipeline
     from edge.runtime.speech.transcribe import Transcriber
 
@@ -99,6 +100,57 @@ def load_speech(
     return Transcriber(bundle, options)
 
 
+def live(
+    pipe: "Pipeline",
+    source: Any,
+    options: Any = None,
+    *,
+    audio: Any = None,
+    speed: float = 1.0,
+) -> "LiveLoop":
+    """Answer about a video as it plays: an iterator of live events (docs/live.md).
+
+    ``source`` is a video file or stream URL, or any frame source (an object with ``read()``
+    giving frames with ``rgb``, ``t`` and ``index``, ``realtime``, ``broken`` and ``close()``;
+    ``edge.apps.camera.CameraSource`` for a camera). ``options`` is a
+    :class:`edge.runtime.live_parts.LiveOptions` (when to answer, reuse threshold, on-busy
+    policy). ``audio``: a recording laid on the video's timeline (a path, or 16 kHz samples)
+    or a live audio source (e.g. the microphone); its spoken questions are answered (``pipe``
+    needs speech). ``speed``: a file plays at that many times real time; 0 answers every
+    trigger in order (lockstep, deterministic).
+
+    Iterating yields ``LiveToken`` (streamed text), ``LiveAnswer`` (one per answer, with tiles
+    encoded/reused and frame-to-first-token latency), ``LiveWarning`` and, last, ``LiveSummary``;
+    ``loop.ask(text)`` asks a typed question, ``loop.stop()`` ends it.
+    """
+    from edge.runtime.live_loop import AudioFeed, LiveLoop
+    from edge.runtime.live_parts import LiveOptions
+
+    if options is None:
+        options = LiveOptions()
+    if not isinstance(options, LiveOptions):
+        raise InputError(f"edge.live options must be LiveOptions, got {type(options).__name__}")
+    feed = None
+    if audio is not None:
+        if isinstance(audio, (str, os.PathLike)):
+            from edge.runtime.speech.audio_io import load_audio
+
+            feed = AudioFeed(samples=load_audio(os.fspath(audio)))
+        elif hasattr(audio, "read") and hasattr(audio, "start"):
+            feed = AudioFeed(source=audio)
+        else:
+            feed = AudioFeed(samples=audio)
+    if isinstance(source, (str, os.PathLike)):  # opened last: nothing above can leave it open
+        from edge.runtime.vision.video_io import VideoReader
+
+        source = VideoReader(os.fspath(source))
+    try:
+        return LiveLoop(pipe, source, options, feed, speed=speed)
+    except BaseException:
+        source.close()  # the caller never gets the loop that would close it
+        raise
+
+
 def _runtime_options(options, threads, n_ctx, verbose) -> RuntimeOptions:
     short = {k: v for k, v in (("threads", threads), ("n_ctx", n_ctx), ("verbose", verbose)) if v is not None}
     if options is None:
@@ -114,6 +166,7 @@ __all__ = [
     "__version__",
     "load",
     "load_speech",
+    "live",
     # options
     "RuntimeOptions",
     "OnnxOptions",

@@ -25,6 +25,7 @@ __all__ = [
     "check_float",
     "check_mean_std",
     "float_list",
+    "check_pixel_range",
 ]
 
 # The resampling filters a manifest may name (the runtime has one Pillow filter for each).
@@ -98,3 +99,15 @@ def float_list(values: Any, name: str) -> list[float]:
     if isinstance(values, (list, tuple)):
         return [float(v) for v in values]
     raise InputError(f"{name} must be a number or a list of numbers, got {values!r}")
+
+
+def check_pixel_range(min_pixels: int, max_pixels: int, factor: int) -> None:
+    """A resize range that holds at least one ``factor x factor`` block and is ordered.
+
+    Raises:
+        InputError: ``max_pixels`` below one block or below ``min_pixels``.
+    """
+    if max_pixels < factor * factor:
+        raise InputError(f"max_pixels {max_pixels} is below one {factor}x{factor} merged patch")
+    if max_pixels < min_pixels:
+        raise InputError(f"max_pixels {max_pixels} is below min_pixels {min_pixels}")

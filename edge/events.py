@@ -21,6 +21,8 @@ class Timings:
     generated_tokens: int = 0
     images: int = 0
     tiles: int = 0  # tiles encoded by the vision graph in this request (cache hits encode none)
+    tiles_encoded: int = 0  # the same count, named for live answers (tiles_encoded + tiles_reused = all tiles)
+    tiles_reused: int = 0  # tiles whose embedding came from the image or tile cache (no vision work)
     image_tokens: int = 0  # embedding positions the images take in the prompt
     encode_ms_per_tile: float = 0.0
     cache_hits: int = 0  # image-embedding cache counters of the pipeline

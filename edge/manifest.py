@@ -19,6 +19,7 @@ from edge.preprocess import (
     ImagePreprocess,  # noqa: F401
     VisionPreprocess,
 )
+from edge.video import VideoParams
 
 # 2: ``vision.preprocess`` is a tagged union by ``scheme`` and holds every image parameter
 # (schema 1 had a free ``vision.slicing`` dict beside it; such bundles are upgraded on load).
@@ -64,6 +65,8 @@ class VisionSpec:
     preprocess: VisionPreprocess  # how an image becomes tiles, tagged by "scheme"
     # extra arrays the scheme needs, name -> .npy file in ``files`` (e.g. LLaVA-NeXT's image_newline)
     extras: dict[str, str] = field(default_factory=dict)
+    # how a video becomes frames through this graph (edge.video); None: the family takes no video
+    video: Optional[VideoParams] = None  # tagged by "scheme" (frames, qwen2vl)
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,11 @@ class PromptLayout:
     # "string": messages carry content as one string with the marker inline;
     # "parts": content is a list of {"type": "image"} / {"type": "text"} parts.
     content_format: Literal["string", "parts"] = "string"
+    # the text that stands for a video in a prompt ("<video>" for SmolVLM2); "" when the family takes no video
+    video_marker: str = ""
+    # the chat template for conversations that hold a video, when the processor uses another one for
+    # them (SmolVLM2's replaces the checkpoint's by its own DEFAULT_CHAT_TEMPLATE); None: llm.chat_template
+    video_chat_template: Optional[str] = None
 
 
 # How the LLM attends to the embedding rows of one image (or other media item):
@@ -85,6 +93,12 @@ MediaAttention = Literal["causal", "bidirectional"]
 # How embedding rows get positions: "linear": one position per row, in prompt order, as text tokens;
 # "mrope": multi-axis (temporal, height, width) rotary positions, Qwen2-VL's M-RoPE; not run by this runtime yet.
 MediaPositions = Literal["linear", "mrope"]
+
+# Where SentencePiece's "▁" prefix goes (LLMSpec.space_prefix): "gguf": as the GGUF tokenizer does it
+# (llama.cpp's add_space_prefix: before the text and after every special token, or never);
+# "first": HF's Metaspace prepend_scheme "first": one space before the prompt unless the prompt
+# starts with a space or a special token (the GGUF then has add_space_prefix false).
+SpacePrefix = Literal["gguf", "first"]
 
 
 @dataclass(frozen=True)
@@ -113,6 +127,8 @@ class LLMSpec:
     media_attention: MediaAttention = "causal"
     # positions of media rows: "linear" (one per row) or "mrope" (multi-axis; MediaPositions)
     media_positions: MediaPositions = "linear"
+    # a "▁" the runtime puts before the prompt text, beyond what the GGUF tokenizer does (SpacePrefix)
+    space_prefix: SpacePrefix = "gguf"
 
 
 @dataclass(frozen=True)

@@ -73,6 +73,17 @@ _PROVIDER_ALIASES: Mapping[str, str] = MappingProxyType(
     }
 )
 _MAX_THREADS = 1024
+# where a component may run (``--device``); "auto" follows edge.runtime.devices' documented rule
+DEVICES = ("auto", "cpu", "gpu", "npu")
+# what happens to graph nodes the chosen device cannot run: "cpu" runs them there (named in a
+# warning and the placement), "error" refuses the graph (naming the first unsupported operators)
+FALLBACKS = ("cpu", "error")
+
+
+def _check_choice(value: object, allowed: Sequence[str], what: str) -> str:
+    if not isinstance(value, str) or value.strip().lower() not in allowed:
+        raise InputError(f"unknown {what} {value!r} (use {', '.join(allowed)})")
+    return value.strip().lower()
 
 
 def _check_threads(threads: int) -> None:
@@ -152,14 +163,25 @@ class OnnxOptions:
     opened; one that is registered but gets fewer nodes than asked (a fallback) is reported:
     a warning on the ``edge.onnxruntime`` logger and the session's :class:`~edge.events.Placement`.
     Strings are accepted in ``providers`` and read with :meth:`Provider.parse`.
+
+    ``device``: ``"cpu"``, ``"gpu"``, ``"npu"`` or ``"auto"`` picks the providers when the graph
+    is opened (``edge.runtime.devices``; ``docs/devices.md``); None (the default) runs on
+    ``providers`` as given. ``fallback``: ``"cpu"`` lets nodes the first provider cannot run
+    go to the CPU (reported), ``"error"`` refuses such a graph, naming the first unsupported
+    operators.
     """
 
     threads: int = 0
     providers: tuple[Provider, ...] = (CPU,)
     spinning: bool = False
+    device: Optional[str] = None
+    fallback: str = "cpu"
 
     def __post_init__(self) -> None:
         _check_threads(self.threads)
+        if self.device is not None:
+            object.__setattr__(self, "device", _check_choice(self.device, DEVICES, "device"))
+        object.__setattr__(self, "fallback", _check_choice(self.fallback, FALLBACKS, "fallback"))
         if not isinstance(self.spinning, bool):
             raise InputError(f"spinning must be true or false, got {self.spinning!r}")
         if isinstance(self.providers, (str, Provider)) or not isinstance(self.providers, (tuple, list)):
@@ -174,6 +196,8 @@ class OnnxOptions:
         dup = next((n for i, n in enumerate(names) if n in names[:i]), None)
         if dup:
             raise InputError(f"the execution provider {dup} is listed twice")
+        if self.device is not None and names != [CPU.name]:
+            raise InputError(f"give a device ({self.device}) or execution providers ({', '.join(names)}), not both")
         object.__setattr__(self, "providers", providers)
 
     @property
@@ -202,6 +226,10 @@ class LLMOptions:
     llama.cpp pick flash attention; ``"auto"`` (the default) is ``"f32"`` for a bundle whose
     LLM weights are f32 (as the manifest records them) and ``"f16"`` otherwise; see
     :meth:`kv_cache_dtype`.
+
+    ``device``: ``"cpu"`` (the default), ``"gpu"`` (llama.cpp's GPU backend; an error without
+    one) or ``"auto"`` (the GPU when llama.cpp has one, else the CPU). ``gpu_layers``: how many
+    layers go to the GPU with ``gpu``/``auto`` (None = all).
     """
 
     n_ctx: int = 0
@@ -209,8 +237,17 @@ class LLMOptions:
     n_batch: int = 512
     kv_dtype: str = "auto"
     poll: int = 0
+    device: str = "cpu"
+    gpu_layers: Optional[int] = None
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "device", _check_choice(self.device, DEVICES, "LLM device"))
+        if self.gpu_layers is not None and (
+            not isinstance(self.gpu_layers, int) or isinstance(self.gpu_layers, bool) or self.gpu_layers < 0
+        ):
+            raise InputError(f"gpu layers must be a non-negative number (or auto), got {self.gpu_layers!r}")
+        if self.gpu_layers and self.device == "cpu":
+            raise InputError(f"{self.gpu_layers} GPU layers asked for, but the LLM device is cpu")
         if not isinstance(self.n_ctx, int) or self.n_ctx < 0 or (0 < self.n_ctx < 16):
             raise InputError(f"context size must be at least 16, got {self.n_ctx}")
         _check_threads(self.threads)

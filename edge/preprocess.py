@@ -9,6 +9,8 @@ clip       ImagePreprocess      LLaVA-1.5: ``CLIPImageProcessor`` (one tile)
 idefics3   Idefics3Slicing      ``Idefics3ImageProcessor`` (= SmolVLM's) splitting
 anyres     AnyresSlicing        ``LlavaNextImageProcessor`` anyres tiles
 uhd        UhdSlicing           LLaVA-UHD as MiniCPM-V's image processor
+qwen2vl    Qwen2VLPreprocess    ``Qwen2VLImageProcessor`` dynamic resolution
+gemma3     Gemma3Preprocess     ``Gemma3ImageProcessor`` (+ pan-and-scan crops)
 =========  ===================  ==================================================
 
 Each class holds *all* of its scheme's parameters (resize kernel, rescale, mean/std
@@ -25,12 +27,16 @@ from typing import Literal, Optional, Union
 
 from edge import checks
 from edge.errors import InputError
+from edge.preprocess_gemma3 import Gemma3Preprocess
+from edge.preprocess_qwen2vl import Qwen2VLPreprocess
 
 __all__ = [
     "ImagePreprocess",
     "Idefics3Slicing",
     "AnyresSlicing",
     "UhdSlicing",
+    "Qwen2VLPreprocess",
+    "Gemma3Preprocess",
     "VisionPreprocess",
     "PREPROCESS_SCHEMES",
     "LLAVA_V16_PINPOINTS",
@@ -341,7 +347,9 @@ class UhdSlicing:
 
 
 # ``VisionSpec.preprocess``: one of these, picked by its ``scheme`` field.
-VisionPreprocess = Union[ImagePreprocess, Idefics3Slicing, AnyresSlicing, UhdSlicing]
+VisionPreprocess = Union[
+    ImagePreprocess, Idefics3Slicing, AnyresSlicing, UhdSlicing, Qwen2VLPreprocess, Gemma3Preprocess
+]
 
 # The classes by their ``scheme`` tag.
 PREPROCESS_SCHEMES: dict[str, type] = {
@@ -349,4 +357,6 @@ PREPROCESS_SCHEMES: dict[str, type] = {
     "idefics3": Idefics3Slicing,
     "anyres": AnyresSlicing,
     "uhd": UhdSlicing,
+    "qwen2vl": Qwen2VLPreprocess,
+    "gemma3": Gemma3Preprocess,
 }

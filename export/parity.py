@@ -16,6 +16,7 @@ from edge.errors import ExportError
 from edge.manifest import VisionSpec
 from edge.options import LLMOptions, OnnxOptions
 from edge.runtime.llama_backend import LLM
+from edge.runtime.text.space_prefix import with_space_prefix
 from edge.runtime.vision.encoder import VisionEncoder
 
 PROBE_TEXTS = (
@@ -24,23 +25,35 @@ PROBE_TEXTS = (
     "  leading spaces, tabs\tand\nnew lines\n\n",
     "Ünïcödé: café, naïve, 日本語, emoji 🙂 and ÆØÅ!",
     "def f(x):\n    return x ** 2  # code",
+    " one leading space, then   three, then\t\ttwo tabs",
+    "\n\nstarts with newlines\r\nand CRLF \n  \n",
+    "digits 0 12 345 6789 1234567890 and 3,14",
+    "rare characters fall back to bytes: \U0001d518\U0001d52b \ua66e \U0001f999 \u0b9a\u0bcd",
 )
+# special tokens written inside text (the HF tokenizer and the runtime parse them as tokens)
+SPECIAL_PROBES = ("Hello{0}world", "{0} starts, ends {0}", "a {0}{0}\nb")
 GREEDY_TOKENS = 16
 
 
-def tokenizer_parity(hf_tokenizer: Any, llm: LLM, add_bos: bool) -> dict[str, Any]:
-    """llama.cpp must split text into the same ids as the HF tokenizer."""
-    agree = 0
-    for text in PROBE_TEXTS:
+def tokenizer_parity(hf_tokenizer: Any, llm: LLM, add_bos: bool, space_prefix: str = "gguf") -> dict[str, Any]:
+    """llama.cpp must split text into the same ids as the HF tokenizer: plain probe texts
+    (leading and repeated spaces, newlines, digits, Unicode, byte-fallback characters) and
+    texts with the tokenizer's special tokens inside, parsed as the runtime parses prompts
+    (with the bundle's ``space_prefix`` rule, :mod:`edge.runtime.text.space_prefix`)."""
+    specials = [t for t in dict.fromkeys(hf_tokenizer.all_special_tokens) if t][:4]
+    texts = [(text, False) for text in PROBE_TEXTS]
+    texts += [(probe.format(tok), True) for tok in specials for probe in SPECIAL_PROBES]
+    for text, special in texts:
         ref = hf_tokenizer(text, add_special_tokens=add_bos)["input_ids"]
-        ours = llm.tokenize(text, add_bos=add_bos, special=False)
+        prefixed = with_space_prefix(text, space_prefix, lambda t, sp: llm.tokenize(t, special=sp))
+        ours = llm.tokenize(prefixed, add_bos=add_bos, special=special)
         if ref != ours:
+            at = next((i for i, (a, b) in enumerate(zip(ours, ref)) if a != b), min(len(ours), len(ref)))
             raise ExportError(
-                f"the GGUF tokenizer splits {text[:30]!r} differently from the HF tokenizer "
-                f"({ours[:8]}... vs {ref[:8]}...)"
+                f"the GGUF tokenizer splits {text[:40]!r} differently from the HF tokenizer at token {at} "
+                f"(llama.cpp {ours[at : at + 6]} vs HF {ref[at : at + 6]})"
             )
-        agree += 1
-    return {"tokenizer_texts_checked": agree}
+    return {"tokenizer_texts_checked": len(texts)}
 
 
 def llm_parity(

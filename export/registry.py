@@ -38,6 +38,11 @@ class VisionPart:
     prompt: Callable[[Any, list[str]], PromptLayout]
     # model -> named arrays the runtime needs besides the graph (e.g. LLaVA-NeXT's image_newline)
     extras: Optional[Callable[[Any], dict]] = None
+    # (source dir, model config) -> how a video becomes frames (edge.video.VideoFrames); None: no video
+    video: Optional[Callable[[Path, Any], Any]] = None
+    # a graph fed more than pixel values (e.g. Qwen2.5-VL's precomputed window inputs) brings its own
+    # export: (bundle dir, model, preprocessing, options, progress) -> (VisionSpec, parity figures)
+    export: Optional[Callable[..., tuple[Any, dict]]] = None
     input_name: str = "pixel_values"
     output_name: str = "image_embeds"
     # max |onnxruntime - torch| allowed at export, per weight dtype

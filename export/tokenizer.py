@@ -49,6 +49,11 @@ class TokenizerMeta:
     add_bos: bool = False
     add_eos: bool = False
     chat_template: Optional[str] = None
+    # SentencePiece (model "llama"): whether llama.cpp puts a "▁" before each text fragment that
+    # starts the text or follows a special token (tokenizer.ggml.add_space_prefix); None: not written
+    add_space_prefix: Optional[bool] = None
+    # a "▁" rule the runtime applies beyond the GGUF's (edge.manifest.SpacePrefix: "gguf" or "first")
+    space_prefix_rule: str = "gguf"
 
     def padded(self, n_vocab: int) -> "TokenizerMeta":
         """Pad the vocabulary to the model's embedding rows, as llama.cpp expects."""
@@ -89,21 +94,31 @@ def from_gguf_fields(fields: dict[str, Any]) -> TokenizerMeta:
         add_bos=bool(get("tokenizer.ggml.add_bos_token", model == "llama")),
         add_eos=bool(get("tokenizer.ggml.add_eos_token", False)),
         chat_template=get("tokenizer.chat_template"),
+        add_space_prefix=get("tokenizer.ggml.add_space_prefix"),
     )
 
 
 def from_hf_dir(src: Path) -> TokenizerMeta:
-    """Read ``tokenizer.json`` (+ ``tokenizer_config.json``, chat template files) of a HF checkpoint."""
+    """Read ``tokenizer.json`` (+ ``tokenizer_config.json``, chat template files) of a HF checkpoint.
+
+    Byte-level BPE becomes the ``gpt2`` vocabulary; byte-fallback (SentencePiece-style) BPE, or a
+    lone ``tokenizer.model``, the ``llama`` one (:mod:`edge.export.tokenizer_spm`).
+    """
+    # imported here: tokenizer_spm builds on this module's TokenizerMeta and helpers
+    from edge.export import tokenizer_spm
+
     tj_path = src / "tokenizer.json"
     if not tj_path.is_file():
-        raise ExportError(f"{src} has no tokenizer.json (a fast tokenizer is required)")
+        if (src / "tokenizer.model").is_file():
+            return tokenizer_spm.from_sentencepiece_model(src)
+        raise ExportError(f"{src} has neither tokenizer.json nor tokenizer.model")
     tj = json.loads(tj_path.read_text(encoding="utf-8"))
     cfg = _read_json(src / "tokenizer_config.json")
     bpe = tj.get("model") or {}
     if bpe.get("type") != "BPE":
         raise ExportError(f"unsupported tokenizer model {bpe.get('type')!r} in {tj_path} (BPE only)")
     if bpe.get("byte_fallback"):
-        raise ExportError("SentencePiece-style BPE tokenizers (byte_fallback) are not supported by this exporter yet")
+        return tokenizer_spm.from_tokenizer_json(src, tj)
     vocab: dict[str, int] = dict(bpe["vocab"])
     special: set[int] = set()
     user: set[int] = set()

@@ -78,6 +78,7 @@ def _populate(tmp: Path, source: Source, spec: FamilySpec, model, config, tok, h
         eos_token=tok.tokens[tok.eos_id] if tok.eos_id is not None else None,
         media_attention=part.media_attention,
         media_positions=part.media_positions,
+        space_prefix=tok.space_prefix_rule,
     )
     if llm_spec.chat_template:
         layout = dataclasses.replace(
@@ -113,6 +114,11 @@ def _export_vision(tmp, source, spec, model, config, tok, options, progress):
         raise ExportError(
             f"the {spec.name} family declares the image scheme {part.scheme!r} but its preprocessing names {produced!r}"
         )
+    if part.export is not None:  # the family's own graph export and parity check
+        vision, figures = part.export(tmp, model, pp, options, progress)
+        if part.video is not None and vision.video is None:  # the family's video parameters, as below
+            vision = dataclasses.replace(vision, video=part.video(source.path, config))
+        return part.prompt(config, tok.tokens), vision, figures
     module = part.module(model).eval()
     if pp.frame_size is None:
         raise ExportError(f"the {pp.scheme} scheme makes frames of varying sizes; exporting it is not supported yet")
@@ -140,6 +146,7 @@ def _export_vision(tmp, source, spec, model, config, tok, options, progress):
         embed_dim=int(out_shape[2]),
         preprocess=pp,
         extras=extras,
+        video=part.video(source.path, config) if part.video else None,
     )
     progress.stage("checking the vision graph against transformers")
     figures = parity.vision_parity(
@@ -158,7 +165,7 @@ def _llm_figures(
     llm = LLM(tmp / LLM_FILE, dataclasses.replace(options.runtime.llm, n_ctx=512))  # tokenizer checks only
     try:
         if hf_tok is not None:
-            figures.update(parity.tokenizer_parity(hf_tok, llm, llm_spec.add_bos))
+            figures.update(parity.tokenizer_parity(hf_tok, llm, llm_spec.add_bos, llm_spec.space_prefix))
         ids = llm.tokenize(probe, add_bos=llm_spec.add_bos and not probe.startswith(llm_spec.bos_token or "\0"))
     finally:
         llm.close()

@@ -157,6 +157,11 @@ def _populate(tmp: Path, root: Path, m: Manifest, recipe: Recipe, plan: _Plan, i
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     provenance["fidelity"] = report
+    if recipe.npu and plan.vision:  # does the NPU take the graph whole, and how close is it (docs/devices.md)
+        from edge.quantize.npu import npu_record
+
+        progress.stage(f"checking the vision graph on the NPU ({recipe.npu})")
+        provenance["npu"] = npu_record(tmp, root, m, new, images[:4], options.budget, options.threads)
     return dataclasses.replace(new, provenance=provenance)
 
 

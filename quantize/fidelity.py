@@ -106,6 +106,9 @@ def observe(
                     outs.append(encoder(x))
                     obs.vision_tiles.append(len(x))
                     advance(1)
+            if len({o.shape[1:] for o in outs}) > 1:  # images of their own row counts (Qwen2-VL): one entry a row
+                obs.vision_tiles = [o.shape[0] * o.shape[1] for o in outs]
+                outs = [o.reshape(-1, 1, o.shape[-1]) for o in outs]
             obs.vision = np.concatenate(outs) if outs else None
         if pipe is not None:
             _observe_llm(pipe, probes, obs, reference, progress, label)

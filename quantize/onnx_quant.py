@@ -255,9 +255,33 @@ def qdq_static(
     with _quiet(), _failure(dst, "qdq-int8"):
         make_input_shape_fixed(model.graph, input_name, fixed)
         fix_output_shapes(model)
+        model = htp_ready(model, dst)
         act = {"uint8": QuantType.QUInt8, "uint16": QuantType.QUInt16}[activations]
         config = get_qnn_qdq_config(model, Reader(), activation_type=act, weight_type=QuantType.QUInt8)
         quantize(model, str(dst), config)
+
+
+def htp_ready(model: onnx.ModelProto, dst: Path) -> onnx.ModelProto:
+    """The f32 graph rewritten into operators QNN's HTP takes, before it is quantized.
+
+    onnxruntime's QNN preprocessing (``execution_providers.qnn.qnn_preprocess_model``) fuses
+    the exact GELU's ``Erf`` sequence (``x * 0.5 * (1 + erf(x / sqrt 2))``, which HTP has no
+    ``Erf`` kernel for) into one ``Gelu`` node, and ``ReduceL2`` sequences into
+    ``LpNormalization``; the function is the same (exact GELU, no tanh approximation), so
+    parity is kept. LayerNorm fusion is left off: the exporter already writes
+    ``LayerNormalization`` (opset 17).
+    """
+    from onnxruntime.quantization.execution_providers.qnn import qnn_preprocess_model
+
+    # Given a ModelProto, the preprocessor moves its weights into external data in a temporary
+    # folder it then deletes, even when it changes nothing: hand it files instead.
+    src, out = dst.with_name(dst.stem + ".htp-in.onnx"), dst.with_name(dst.stem + ".htp-pre.onnx")
+    try:
+        onnx.save(model, str(src))
+        return onnx.load(str(out if qnn_preprocess_model(str(src), str(out)) else src))
+    finally:
+        src.unlink(missing_ok=True)
+        out.unlink(missing_ok=True)
 
 
 @contextmanager

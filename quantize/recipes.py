@@ -12,7 +12,10 @@ records for the graph:
   calibrated on images and the input fixed to one image, the form NPU execution providers
   (QNN) take. Activations are 16-bit by default: with 8-bit activations a full-size SigLIP
   tower keeps a cosine of only ~0.5 to f32 (per-tensor ranges cannot hold its attention
-  and residual activations), with 16-bit ones 0.9997 (docs/quantization.md).
+  and residual activations), with 16-bit ones 0.9997 (docs/quantization.md). The graph is first
+  rewritten into operators QNN's HTP takes (``onnx_quant.htp_ready``: exact GELU as one ``Gelu``
+  node instead of ``Erf``), and the ``npu-*`` recipes check the result on the HTP (its x86
+  emulator here) and record whether it runs whole (``provenance.npu``, ``docs/devices.md``).
 """
 
 from __future__ import annotations
@@ -39,6 +42,9 @@ class Recipe:
     int4_block: int = 32
     # activation type of static QDQ graphs: "uint16" (QNN's A16W8) or "uint8"
     qdq_activations: str = "uint16"
+    # the NPU the vision graph is made for: checked (when its provider is installed) and recorded
+    # in provenance.npu (edge.quantize.npu.npu_record); None for CPU/GPU recipes
+    npu: Optional[str] = None
 
     def __post_init__(self) -> None:
         if self.llm is not None and self.llm not in GGUF_QUANT_TYPES:
@@ -69,6 +75,7 @@ class Recipe:
             "audio": self.audio,
             **({"int4_block": self.int4_block} if "int4" in (self.vision, self.audio) else {}),
             **({"qdq_activations": self.qdq_activations} if self.vision == "qdq-int8" else {}),
+            **({"npu": self.npu} if self.npu else {}),
         }
 
 
@@ -91,6 +98,7 @@ RECIPES: dict[str, Recipe] = {
             llm="Q4_0",
             vision="qdq-int8",
             audio=None,
+            npu="qnn-htp",
         ),
         Recipe(
             "npu-int8-a8",
@@ -99,6 +107,7 @@ RECIPES: dict[str, Recipe] = {
             llm="Q4_0",
             vision="qdq-int8",
             audio=None,
+            npu="qnn-htp",
             qdq_activations="uint8",
         ),
     )

@@ -22,19 +22,25 @@ class ChatSession:
         self.messages: list[Message] = []
 
     def send(
-        self, text: str, images: Sequence = (), options: GenerateOptions = GenerateOptions(), audio: Sequence = ()
+        self,
+        text: str,
+        images: Sequence = (),
+        options: GenerateOptions = GenerateOptions(),
+        audio: Sequence = (),
+        videos: Sequence = (),
     ) -> Iterator[Event]:
         """Add a user turn and stream the assistant's answer, recorded when it finishes; ``audio``
         is transcribed into the turn. An answer whose stream is closed early (Ctrl-C) is recorded
-        as far as it went, and the KV cache keeps what was evaluated for the next turn to reuse."""
+        as far as it went, and the KV cache keeps what was evaluated for the next turn to reuse.
+        ``videos`` go into the turn as :meth:`Pipeline.stream` takes them."""
         text = self.pipeline.hear(text, audio)
         msgs = (
             ([Message("system", self.system)] if self.system else [])
             + self.messages
-            + [Message("user", text, tuple(images))]
+            + [Message("user", text, tuple(images), tuple(videos))]
         )
         stream = self.pipeline.stream_messages(msgs, options)  # validates before anything is recorded
-        self.messages.append(Message("user", text, tuple(images)))
+        self.messages.append(Message("user", text, tuple(images), tuple(videos)))
         shown: list[str] = []
         finished = False
         try:

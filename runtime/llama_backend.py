@@ -29,6 +29,7 @@ import numpy as np
 from edge.errors import ContextOverflowError, InputError, RuntimeFailure
 from edge.options import LLMOptions
 from edge.runtime.cpu import llm_threads
+from edge.runtime.devices import LLMPlacement, llm_layers
 
 _GGML_TYPE_F32 = 0  # ggml_type enum value
 _GGML_MAX_N_THREADS = 512  # GGML_MAX_N_THREADS of ggml.h
@@ -156,6 +157,47 @@ def backend_version() -> str:
     return lc.__version__
 
 
+# ggml_backend_dev_type (ggml-backend.h), by value
+_DEV_TYPES = ("CPU", "GPU", "IGPU", "ACCEL", "META")
+
+
+def backend_devices() -> list[dict]:
+    """The devices of llama.cpp's ggml backends (``ggml_backend_dev_*``, from the wheel's
+    libggml): name, description and type (CPU, GPU, IGPU, ACCEL); [] when the library does
+    not export them."""
+    try:
+        folder = Path(lc.llama_cpp._lib._name).parent
+        lib = ctypes.CDLL(str(next(p for p in sorted(folder.glob("*ggml*")) if p.name.split(".")[0] in (
+            "libggml", "ggml"))))  # fmt: skip
+        count, get = lib.ggml_backend_dev_count, lib.ggml_backend_dev_get
+        name, desc, kind = lib.ggml_backend_dev_name, lib.ggml_backend_dev_description, lib.ggml_backend_dev_type
+    except (StopIteration, OSError, AttributeError):
+        return []
+    count.restype, get.restype, get.argtypes = ctypes.c_size_t, ctypes.c_void_p, [ctypes.c_size_t]
+    for fn in (name, desc):
+        fn.restype, fn.argtypes = ctypes.c_char_p, [ctypes.c_void_p]
+    kind.restype, kind.argtypes = ctypes.c_int, [ctypes.c_void_p]
+    out = []
+    for i in range(int(count())):
+        dev = get(i)
+        t = int(kind(dev))
+        out.append(
+            {
+                "name": (name(dev) or b"").decode(errors="replace"),
+                "description": (desc(dev) or b"").decode(errors="replace"),
+                "type": _DEV_TYPES[t] if 0 <= t < len(_DEV_TYPES) else str(t),
+            }
+        )
+    return out
+
+
+def gpu_devices() -> list[dict]:
+    """llama.cpp's GPU devices (discrete or integrated) that layers can be offloaded to."""
+    if not lc.llama_supports_gpu_offload():
+        return []
+    return [d for d in backend_devices() if d["type"] in ("GPU", "IGPU")]
+
+
 # llama.cpp's quantization types, by the names its ``llama-quantize`` tool uses (``llama_ftype``).
 GGUF_QUANT_TYPES: Mapping[str, int] = MappingProxyType(
     {
@@ -254,9 +296,16 @@ class LLM:
         # weights on the AMX machines we test on (ggml_backend_amx_mul_mat), which
         # no caller could catch; keep weights in plain CPU buffers on such builds.
         mparams.use_extra_bufts = "AMX_INT8 = 1" not in system_info()
+        # the device rule (edge.runtime.devices.llm_layers) before loading: layers are placed at load
+        gpus = [d["name"] for d in gpu_devices()]
+        mparams.n_gpu_layers, _ = llm_layers(options.device, options.gpu_layers, gpus, 1 << 30)
         self._model = lc.llama_model_load_from_file(str(path).encode(), mparams)
         if not self._model:
             raise RuntimeFailure(f"llama.cpp cannot load {path}: {self.log.last_error()}")
+        n_layer = int(lc.llama_model_n_layer(self._model))
+        layers, why = llm_layers(options.device, options.gpu_layers, gpus, n_layer)
+        device = "gpu" if layers else "cpu"
+        self.placement = LLMPlacement(device, gpus[0] if layers else "CPU", layers, n_layer, why)
         self._vocab = lc.llama_model_get_vocab(self._model)
         self.n_embd = int(lc.llama_model_n_embd(self._model))
         self.n_vocab = int(lc.llama_vocab_n_tokens(self._vocab))
@@ -325,14 +374,33 @@ class LLM:
                 raise InputError(f"token id {t} is outside the vocabulary (0..{self.n_vocab - 1})")
         return self._eval(len(ids), all_logits, tokens=ids)
 
-    def eval_embeddings(self, embd: np.ndarray, all_logits: bool = False) -> Optional[np.ndarray]:
-        """Append embedding rows ``[n, n_embd]`` (an image) at the current position."""
+    def eval_embeddings(
+        self, embd: np.ndarray, all_logits: bool = False, causal: bool = True, positions: Optional[np.ndarray] = None
+    ) -> Optional[np.ndarray]:
+        """Append embedding rows ``[n, n_embd]`` (an image) at the current position.
+
+        ``positions``: M-RoPE models (``qwen2vl``) take ``[3, n]`` (t, h, w) position ids of the
+        rows relative to the current position; they go to llama.cpp section-major, four values a
+        row (t, h, w, 0: ``llama_batch_ext`` reads ``pos[j * n_tokens + i]`` for embedding batches,
+        as libmtmd's ``set_position_mrope_2d`` writes them), and the position counter then
+        advances by the ids' span (largest + 1), not by the rows.
+
+        ``causal=False``: the rows attend to each other both ways (and to everything before
+        them), as Gemma 3 sees an image; they are decoded in one ubatch with llama.cpp's
+        causal attention off, as libmtmd does (``mtmd-helper.cpp``, ``scope_non_causal``).
+        """
         embd = np.ascontiguousarray(embd, dtype=np.float32)
         if embd.ndim != 2 or embd.shape[1] != self.n_embd:
             raise RuntimeFailure(f"embeddings of shape {tuple(embd.shape)} do not fit this LLM (n_embd={self.n_embd})")
-        return self._eval(embd.shape[0], all_logits, embd=embd)
+        if positions is not None:
+            positions = np.asarray(positions)
+            if positions.shape != (3, embd.shape[0]) or positions.min(initial=0) < 0:
+                raise RuntimeFailure(f"M-RoPE positions of shape {positions.shape} do not fit {embd.shape[0]} rows")
+        return self._eval(embd.shape[0], all_logits, embd=embd, causal=causal, mrope=positions)
 
-    def _eval(self, n: int, all_logits: bool, tokens=None, embd=None) -> Optional[np.ndarray]:
+    def _eval(
+        self, n: int, all_logits: bool, tokens=None, embd=None, causal: bool = True, mrope=None
+    ) -> Optional[np.ndarray]:
         if n == 0:
             return None
         if self.n_past + n > self.n_ctx:
@@ -340,10 +408,20 @@ class LLM:
                 f"the prompt needs {self.n_past + n} positions but the context holds {self.n_ctx} "
                 "(shorten the prompt, use fewer images or raise --ctx)"
             )
+        if not causal and n > self.n_batch:
+            # a block split over ubatches would let its first part miss the rest: refuse, never approximate
+            raise InputError(
+                f"an image block of {n} rows attends to itself both ways and must be decoded in one batch, "
+                f"but the batch holds {self.n_batch} (raise LLMOptions.n_batch to at least {n})"
+            )
         out = []
+        base = self.n_past
         for start in range(0, n, self.n_batch):
             count = min(self.n_batch, n - start)
             batch = lc.llama_batch_init(count, self.n_embd if embd is not None else 0, 1)
+            # llama_batch_init allocated n positions, M-RoPE takes 4n: the array it made is put back before
+            # free (kept as an address: a pointer field read from a ctypes struct aliases the field itself)
+            pos_type, own_pos = type(batch.pos), ctypes.cast(batch.pos, ctypes.c_void_p).value
             try:
                 batch.n_tokens = count
                 if embd is not None:
@@ -357,14 +435,26 @@ class LLM:
                     batch.n_seq_id[i] = 1
                     batch.seq_id[i][0] = 0
                     batch.logits[i] = all_logits or (start + i == n - 1)
+                if mrope is not None:
+                    sections = np.zeros((4, count), np.int32)
+                    sections[:3] = mrope[:, start : start + count] + base
+                    pos4 = (lc.llama_pos * (4 * count))(*sections.ravel().tolist())  # alive until decode returns
+                    batch.pos = ctypes.cast(pos4, pos_type)
                 with self.log.active():
-                    rc = lc.llama_decode(self._ctx, batch)
+                    if not causal:
+                        lc.llama_set_causal_attn(self._ctx, False)
+                    try:
+                        rc = lc.llama_decode(self._ctx, batch)
+                    finally:
+                        if not causal:
+                            lc.llama_set_causal_attn(self._ctx, True)
                 if rc != 0:
                     raise RuntimeFailure(f"llama_decode failed with code {rc}: {self.log.last_error()}")
-                self.n_past += count
+                self.n_past = base + int(mrope.max()) + 1 if mrope is not None else self.n_past + count
                 if all_logits:
                     out.extend(self._logits(i) for i in range(count))
             finally:
+                batch.pos = ctypes.cast(own_pos, pos_type)
                 lc.llama_batch_free(batch)
         return np.stack(out) if all_logits else self._logits(count - 1)
 

@@ -20,12 +20,23 @@ from edge.options import GenerateOptions, RuntimeOptions
 from edge.runtime.chat import ChatSession
 from edge.runtime.llama_backend import LLM
 from edge.runtime.text.generate import StopText, TextDecoder, join, steps
-from edge.runtime.text.prompt import ImageSlot, Message, render_chat, split_prompt, starts_with_bos
+from edge.runtime.text.prompt import (
+    ImageSlot,
+    Message,
+    VideoSlot,
+    expand_videos,
+    render_chat,
+    splice_prompt,
+    split_prompt,
+    starts_with_bos,
+)
 from edge.runtime.text.sampling import Sampler
-from edge.runtime.text.sequence import MediaBlock, check_media_facts, same, width
+from edge.runtime.text.sequence import MediaBlock, check_media_facts, media_batch, rows, same, width
+from edge.runtime.text.space_prefix import with_space_prefix
 from edge.runtime.vision.embed_cache import EmbeddingCache
 from edge.runtime.vision.image_io import load_image
 from edge.runtime.vision.images import ImageStage
+from edge.runtime.vision.schemes import scheme_for
 
 
 class Pipeline:
@@ -42,9 +53,11 @@ class Pipeline:
         if m.llm is None:
             raise InputError(f"{self.root} has no language model ({m.family} bundle); it cannot generate text")
         if m.vision is not None:  # before the LLM loads: a bundle this runtime would run wrongly fails fast
-            check_media_facts(m.llm)
+            check_media_facts(m.llm, scheme_for(m.vision, self.root))
         self._positions = m.llm.media_positions
-        self.llm = LLM(self.root / m.llm.file, options.llm, weights_dtype=m.llm.dtype, verbose=options.verbose)
+        self._causal_media = m.llm.media_attention == "causal"  # else each block's rows see each other
+        llm_options = media_batch(m, options.llm)  # a bidirectional block must fit one ubatch
+        self.llm = LLM(self.root / m.llm.file, llm_options, weights_dtype=m.llm.dtype, verbose=options.verbose)
         if self.llm.n_embd != m.llm.n_embd:
             raise RuntimeFailure(f"{m.llm.file} has n_embd {self.llm.n_embd}, the manifest says {m.llm.n_embd}")
         self.images = self.vision = self.scheme = None
@@ -54,6 +67,7 @@ class Pipeline:
             self.images = ImageStage(self.root, m.vision, m.files[m.vision.file].sha256, options.vision)
             self.vision, self.scheme = self.images.encoder, self.images.scheme
         self._seq: list = []  # what the KV cache holds: token ids (int) and MediaBlock items
+        self._video_stage = None  # the video stage (edge.runtime.vision.videos), made on first use
         # speech -> text for spoken turns: the bundle's own audio component, or one set by edge.load(speech=...)
         self.speech = None
         if m.audio is not None:
@@ -63,25 +77,37 @@ class Pipeline:
 
     # --- public API -----------------------------------------------------------------
     def stream(
-        self, prompt: str, images: Sequence = (), options: GenerateOptions = GenerateOptions(), audio: Sequence = ()
+        self,
+        prompt: str,
+        images: Sequence = (),
+        options: GenerateOptions = GenerateOptions(),
+        audio: Sequence = (),
+        videos: Sequence = (),
     ) -> Iterator[Event]:
         """Answer one prompt (with images), streaming :class:`TokenEvent` then :class:`FinishEvent`.
 
         ``audio`` (files, or ``(samples, rate)`` arrays) is transcribed and appended to the prompt.
+        ``videos`` are :class:`~edge.video.Video` values, video files (sampled with the bundle's
+        defaults) or lists of frames; a raw prompt places them with the bundle's video marker.
         """
         prompt = self.hear(prompt, audio)
         if options.template:
             msgs = ([Message("system", options.system)] if options.system else []) + [
-                Message("user", prompt, tuple(images))
+                Message("user", prompt, tuple(images), tuple(videos))
             ]
             return self.stream_messages(msgs, options)
-        return self._run(prompt, list(images), options, raw=True)
+        return self._run(prompt, list(images), options, raw=True, videos=list(videos))
 
     def generate(
-        self, prompt: str, images: Sequence = (), options: GenerateOptions = GenerateOptions(), audio: Sequence = ()
+        self,
+        prompt: str,
+        images: Sequence = (),
+        options: GenerateOptions = GenerateOptions(),
+        audio: Sequence = (),
+        videos: Sequence = (),
     ) -> Result:
         """Blocking form of :meth:`stream`."""
-        return join(self.stream(prompt, images, options, audio))
+        return join(self.stream(prompt, images, options, audio, videos))
 
     def hear(self, prompt: str, audio: Sequence = ()) -> str:
         """``prompt`` followed by the transcript of each audio input (a spoken turn)."""
@@ -98,7 +124,8 @@ class Pipeline:
         """Answer a whole conversation rendered through the bundle's chat template."""
         text = render_chat(self.manifest.llm, self.manifest.prompt, messages)
         images = [img for msg in messages for img in msg.images]
-        return self._run(text, images, options, raw=False)
+        videos = [v for msg in messages for v in msg.videos]
+        return self._run(text, images, options, raw=False, videos=videos)
 
     def chat(self, system: Optional[str] = None) -> "ChatSession":
         """A multi-turn conversation that reuses the KV cache between turns."""
@@ -110,6 +137,7 @@ class Pipeline:
         self._forget()
         if self.images is not None:
             self.images.reset()
+        self._video_stage = None
 
     @property
     def cache(self) -> Optional[EmbeddingCache]:
@@ -118,11 +146,14 @@ class Pipeline:
 
     @property
     def placement(self) -> dict[str, Placement]:
-        """Where each ONNX graph runs (``vision``, ``audio_encoder``, ``audio_decoder``; see
-        :class:`~edge.events.Placement`): what was asked for, what runs, any fallback."""
+        """Where each component runs: the ONNX graphs (``vision``, ``audio_encoder``,
+        ``audio_decoder``; see :class:`~edge.events.Placement`: what was asked for, what runs,
+        any fallback) and ``llm`` (:class:`~edge.runtime.devices.LLMPlacement`: llama.cpp's
+        backend and offloaded layers). Each value has ``as_dict()`` for ``--json``."""
         out = {"vision": self.vision.placement} if self.vision is not None else {}
         if self.speech is not None and hasattr(self.speech, "placement"):
             out.update(self.speech.placement)
+        out["llm"] = self.llm.placement
         return out
 
     def close(self) -> None:
@@ -130,31 +161,41 @@ class Pipeline:
         self.llm.close()
 
     # --- internals ------------------------------------------------------------------
-    def _run(self, text: str, images: list, options: GenerateOptions, raw: bool) -> Iterator[Event]:
+    def _run(self, text: str, images: list, options: GenerateOptions, raw: bool, videos=()) -> Iterator[Event]:
         t0 = time.perf_counter()
         timings = Timings(images=len(images))
         llm_spec = self.manifest.llm
         add_bos = llm_spec.add_bos and (raw or not starts_with_bos(text, llm_spec.bos_token))
+        text = with_space_prefix(text, llm_spec.space_prefix, lambda t, sp: self.llm.tokenize(t, special=sp))
+        vids = self._videos(videos, timings)
+        if vids:
+            text = expand_videos(text, self.manifest.prompt, [v.layout for v in vids])
         chunks = split_prompt(text, self.manifest.prompt, len(images), self._tokenize, add_bos)
         if images and self.vision is None:
             for src in images:
                 load_image(src)  # a missing or unreadable image is the first thing to say
             raise InputError("this bundle has no vision encoder; it cannot take images")
         encoded = self.images.encode(images, options.budget, timings) if self.images is not None else []
+        if encoded and getattr(self.scheme, "inline_text", False):  # its layout text joins the prompt text
+            chunks = splice_prompt(text, self.manifest.prompt, [e.layout for e in encoded], self._tokenize, add_bos)
         target: list = []
         for c in chunks:
+            if isinstance(c, VideoSlot):
+                v = vids[c.index]
+                target.append(MediaBlock(v.block_key(c.block), v.blocks[c.block], v.block_positions(c.block)))
+                continue
             if not isinstance(c, ImageSlot):
                 target.extend(c)
                 continue
             enc = encoded[c.index]
-            for piece in enc.layout:
+            for piece in enc.layout if c.block is None else [c.block]:
                 if isinstance(piece, str):
                     target.extend(self._tokenize(piece, False))
                 else:
-                    target.append(MediaBlock(f"{enc.key}:{piece}", enc.blocks[piece]))
+                    target.append(MediaBlock(enc.block_key(piece), enc.blocks[piece], self._ids(enc, piece)))
         n_pos = sum(width(x, self._positions) for x in target)
         timings.prompt_tokens = n_pos
-        if n_pos + 1 > self.llm.n_ctx:
+        if max(n_pos, sum(rows(x) for x in target)) + 1 > self.llm.n_ctx:  # M-RoPE rows outnumber positions
             raise ContextOverflowError(
                 f"the prompt needs {n_pos} positions but the context holds {self.llm.n_ctx} "
                 "(shorten the prompt, use fewer images or raise --ctx)"
@@ -175,7 +216,7 @@ class Pipeline:
         tokens: list[int] = []
         parts: list[str] = []
         t_first = None
-        room = self.llm.n_ctx - self.llm.n_past
+        room = self.llm.n_ctx - sum(rows(x) for x in self._seq)  # free KV cells
         reason = "length"
         try:
             for token, why in steps(logits, sampler, self._feed, options.max_tokens, room, self.manifest.llm.eos_ids):
@@ -229,7 +270,8 @@ class Pipeline:
         i = keep
         while i < len(target):
             if isinstance(target[i], MediaBlock):
-                logits = self.llm.eval_embeddings(target[i].embeds)
+                block = target[i]
+                logits = self.llm.eval_embeddings(block.embeds, positions=block.positions, causal=self._causal_media)
                 self._seq.append(target[i])
                 i += 1
                 continue
@@ -240,6 +282,26 @@ class Pipeline:
             self._seq.extend(target[i:j])
             i = j
         return logits
+
+    def _videos(self, videos: list, timings: Timings) -> list:
+        """Encode the request's videos (files are sampled with the bundle's video defaults)."""
+        if not videos:
+            return []
+        video_spec = self.manifest.vision.video if self.manifest.vision is not None else None
+        if video_spec is None or not self.manifest.prompt.video_marker:
+            raise InputError(f"this model ({self.manifest.family}) cannot take video")
+        from edge.runtime.vision.videos import sample_video, video_stage_for
+
+        if self._video_stage is None:  # made on first use: bundles without video never build one
+            vision_id = self.manifest.files[self.manifest.vision.file].sha256
+            self._video_stage = video_stage_for(self.vision, self.scheme, video_spec, vision_id)
+        sampled = [
+            sample_video(str(v), video_spec, None, getattr(self.manifest.vision.preprocess, "temporal_patch_size", 2))
+            if isinstance(v, (str, Path))
+            else v
+            for v in videos
+        ]
+        return self._video_stage.encode(sampled, timings)
 
     def _feed(self, token: int) -> np.ndarray:
         logits = self.llm.eval_tokens([token])
@@ -257,6 +319,10 @@ class Pipeline:
             pos, n = pos + w, n + 1
         self._seq = self._seq[:n]
         self.llm.rewind(pos, force=True)
+
+    def _ids(self, enc, piece: int):
+        # M-RoPE bundles: the (t, h, w) ids of the block's rows, from its scheme (checked at load)
+        return self.scheme.positions(enc.info, piece) if self._positions == "mrope" else None
 
     def _forget(self) -> None:
         self._seq = []

@@ -97,6 +97,30 @@ def tiny_idefics3_bundle(tiny_idefics3_dir, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_smolvlm_dir(tmp_path_factory) -> Path:
+    from edge.export.builders.tiny_smolvlm import tiny_smolvlm
+
+    return tiny_smolvlm(tmp_path_factory.mktemp("tiny_smolvlm"))
+
+
+@pytest.fixture(scope="session")
+def tiny_smolvlm_bundle(tiny_smolvlm_dir, tmp_path_factory) -> Path:
+    return export_bundle(tiny_smolvlm_dir, tmp_path_factory.mktemp("bundles") / "smolvlm-f32")
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen2_5_vl_dir(tmp_path_factory) -> Path:
+    from edge.export.builders.tiny_qwen2_5_vl import tiny_qwen2_5_vl
+
+    return tiny_qwen2_5_vl(tmp_path_factory.mktemp("tiny_qwen2_5_vl"))
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen2_5_vl_bundle(tiny_qwen2_5_vl_dir, tmp_path_factory) -> Path:
+    return export_bundle(tiny_qwen2_5_vl_dir, tmp_path_factory.mktemp("bundles") / "qwen2_5_vl-f32")
+
+
+@pytest.fixture(scope="session")
 def tiny_llava_next_dir(tmp_path_factory) -> Path:
     return tiny.tiny_llava_next(tmp_path_factory.mktemp("tiny_llava_next"))
 
@@ -114,6 +138,43 @@ def tiny_whisper_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_whisper_bundle(tiny_whisper_dir, tmp_path_factory) -> Path:
     return export_bundle(tiny_whisper_dir, tmp_path_factory.mktemp("bundles") / "whisper-f32")
+
+
+@pytest.fixture(scope="session")
+def tiny_gemma3_dir(tmp_path_factory) -> Path:
+    from edge.export.builders.tiny_gemma3 import tiny_gemma3
+
+    return tiny_gemma3(tmp_path_factory.mktemp("tiny_gemma3"))
+
+
+@pytest.fixture(scope="session")
+def tiny_gemma3_bundle(tiny_gemma3_dir, tmp_path_factory) -> Path:
+    return export_bundle(tiny_gemma3_dir, tmp_path_factory.mktemp("bundles") / "gemma3-f32")
+
+
+@pytest.fixture(scope="session")
+def tiny_gemma3_pas_dir(tmp_path_factory) -> Path:
+    """The tiny Gemma 3 with pan-and-scan on in its image processor config."""
+    from edge.export.builders.tiny_gemma3 import tiny_gemma3
+
+    return tiny_gemma3(tmp_path_factory.mktemp("tiny_gemma3_pas"), pan_and_scan=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_gemma3_pas_bundle(tiny_gemma3_pas_dir, tmp_path_factory) -> Path:
+    return export_bundle(tiny_gemma3_pas_dir, tmp_path_factory.mktemp("bundles") / "gemma3-pas-f32")
+
+
+@pytest.fixture(scope="session")
+def tiny_gemma3_text_dir(tmp_path_factory) -> Path:
+    from edge.export.builders.tiny_gemma3 import tiny_gemma3_text
+
+    return tiny_gemma3_text(tmp_path_factory.mktemp("tiny_gemma3_text"))
+
+
+@pytest.fixture(scope="session")
+def tiny_gemma3_text_bundle(tiny_gemma3_text_dir, tmp_path_factory) -> Path:
+    return export_bundle(tiny_gemma3_text_dir, tmp_path_factory.mktemp("bundles") / "gemma3-text-f32")
 
 
 SPEECH_DIR = Path(__file__).parent / "data" / "speech"

@@ -26,6 +26,7 @@ from edge.apps.serve import media
 from edge.apps.serve import openai_schema as oa
 from edge.apps.serve.config import ServeConfig
 from edge.apps.serve.guard import Guard
+from edge.apps.serve.live_route import live_frames
 from edge.apps.serve.model_queue import Job, Worker, messages
 from edge.errors import EdgeError
 from edge.events import FinishEvent
@@ -261,6 +262,7 @@ def build_app(pipeline: Any, config: ServeConfig, model_id: str, audio_id: str |
         Route("/v1/chat/completions", api(chat), methods=["POST"]),
         Route("/v1/completions", api(completions), methods=["POST"]),
         Route("/v1/audio/transcriptions", api(transcriptions), methods=["POST"]),
+        Route("/v1/edge/live", api(live_frames(submit, config, EventStream)), methods=["POST"]),  # the live mode
         Mount("/static", StaticFiles(directory=str(STATIC)), name="static"),
     ]
     handlers = {HTTPException: http_error, Exception: internal_error}

@@ -10,7 +10,7 @@ from typing import List, Optional
 
 import typer
 
-from edge.apps.cli_options import BUNDLE, PROVIDER, THREADS, VERBOSE, resolve_bundle
+from edge.apps.cli_options import BUNDLE, DEVICE, FALLBACK, GPU_LAYERS, PROVIDER, THREADS, VERBOSE, resolve_bundle
 from edge.errors import InputError
 
 
@@ -27,6 +27,9 @@ def serve(
     ctx: int = typer.Option(0, "--ctx", help="Context size in tokens (0 = the model's, at most 4096)."),
     threads: int = THREADS,
     provider: List[str] = PROVIDER,
+    device: List[str] = DEVICE,
+    fallback: str = FALLBACK,
+    gpu_layers: Optional[str] = GPU_LAYERS,
     allow_path: List[Path] = typer.Option(
         [], "--allow-path", help="A directory whose files requests may name as images (repeatable; none by default)."
     ),
@@ -68,7 +71,7 @@ def serve(
     )
     config = ServeConfig(host, port, api_key, tuple(allow_path), queue_size, limits, no_cache)
     _check_port(host, port)
-    runtime = command_options(threads, ctx, provider, verbose)
+    runtime = command_options(threads, ctx, provider, verbose, device, fallback, gpu_layers)
     pipe = edge.load(resolve_bundle(bundle, threads, False), runtime, speech=audio_bundle)
     audio_id = None
     if pipe.speech is not None:

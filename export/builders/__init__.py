@@ -7,6 +7,9 @@ their models here. Needs the ``export`` extra (torch, transformers).
 """
 
 from edge.export.builders.tiny import tiny_idefics3, tiny_llama, tiny_llava, tiny_llava_next
+from edge.export.builders.tiny_gemma3 import tiny_gemma3, tiny_gemma3_text
+from edge.export.builders.tiny_qwen2_5_vl import tiny_qwen2_5_vl
+from edge.export.builders.tiny_smolvlm import tiny_smolvlm
 from edge.export.builders.tiny_whisper import tiny_whisper
 
 # A tiny builder per registered family (tests/parity/test_registry_coverage.py checks them all).
@@ -15,5 +18,9 @@ TINY_BUILDERS = {
     "llava": tiny_llava,
     "idefics3": tiny_idefics3,
     "llava_next": tiny_llava_next,
+    "smolvlm": tiny_smolvlm,
+    "gemma3": tiny_gemma3,
+    "gemma3_text": tiny_gemma3_text,
+    "qwen2_5_vl": tiny_qwen2_5_vl,
     "whisper": tiny_whisper,
 }

@@ -11,6 +11,11 @@ from edge.events import Placement
 from edge.manifest import VisionSpec
 from edge.options import OnnxOptions
 from edge.runtime.onnx_backend import open_session
+from edge.runtime.vision.slice_qwen2vl import graph_feeds as qwen2vl_feeds
+
+# Schemes whose graph takes more than the pixel values, by scheme name: (preprocess, one element of
+# pixel_values, input name) -> (feeds, rows the run returns). Listed explicitly, as SCHEMES is.
+GRAPH_FEEDS = {"qwen2vl": qwen2vl_feeds}
 
 
 class VisionEncoder:
@@ -19,6 +24,7 @@ class VisionEncoder:
     def __init__(self, bundle: Path, spec: VisionSpec, options: OnnxOptions = OnnxOptions()) -> None:
         self.spec = spec
         self._session = open_session(bundle / spec.file, options)
+        self._feeds = GRAPH_FEEDS.get(spec.preprocess.scheme)
         names = [i.name for i in self._session.get_inputs()]
         if spec.input.name not in names:
             raise RuntimeFailure(f"{spec.file} has no input {spec.input.name!r} (has {names})")
@@ -50,6 +56,8 @@ class VisionEncoder:
         return np.concatenate(parts)
 
     def _run(self, x: np.ndarray) -> np.ndarray:
+        if self._feeds is not None:
+            return self._run_fed(x)
         try:
             (out,) = self._session.run([self.spec.output.name], {self.spec.input.name: x})
         except Exception as exc:
@@ -58,5 +66,18 @@ class VisionEncoder:
             raise RuntimeFailure(
                 f"vision encoder returned shape {out.shape}, the manifest expects "
                 f"[n, {self.spec.tokens_per_image}, {self.spec.embed_dim}]"
+            )
+        return out
+
+    def _run_fed(self, x: np.ndarray) -> np.ndarray:
+        # one element per run, with the scheme's precomputed inputs (e.g. Qwen2.5-VL's windows)
+        feeds, rows = self._feeds(self.spec.preprocess, x[0], self.spec.input.name)
+        try:
+            (out,) = self._session.run([self.spec.output.name], feeds)
+        except Exception as exc:
+            raise RuntimeFailure(f"vision encoder failed: {str(exc).splitlines()[0]}") from None
+        if out.shape != (1, rows, self.spec.embed_dim):
+            raise RuntimeFailure(
+                f"vision encoder returned shape {out.shape}, the manifest expects [1, {rows}, {self.spec.embed_dim}]"
             )
         return out

@@ -20,7 +20,11 @@ BUNDLE_FIXTURES = {
     "llava": "tiny_llava_bundle",
     "llava_next": "tiny_llava_next_bundle",
     "idefics3": "tiny_idefics3_bundle",
+    "smolvlm": "tiny_smolvlm_bundle",
+    "qwen2_5_vl": "tiny_qwen2_5_vl_bundle",
     "whisper": "tiny_whisper_bundle",
+    "gemma3": "tiny_gemma3_bundle",
+    "gemma3_text": "tiny_gemma3_text_bundle",
 }
 REGISTERED = sorted(set(families()) | set(speech_families()))
 

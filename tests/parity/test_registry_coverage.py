@@ -14,7 +14,14 @@ def test_every_vision_family_names_a_runtime_scheme():
     from edge.runtime.vision.schemes import SCHEMES
 
     vision = {name: spec.vision.scheme for name, spec in families().items() if spec.vision is not None}
-    assert vision == {"llava": "clip", "llava_next": "anyres", "idefics3": "idefics3"}
+    assert vision == {
+        "llava": "clip",
+        "llava_next": "anyres",
+        "idefics3": "idefics3",
+        "smolvlm": "idefics3",
+        "qwen2_5_vl": "qwen2vl",
+        "gemma3": "gemma3",
+    }
     assert set(vision.values()) <= set(SCHEMES)
 
 
@@ -34,8 +41,13 @@ def test_every_family_names_an_llm_part():
         "llava",
         "llava_next",
         "idefics3",
+        "smolvlm",
     }
     assert LLAMA.arch == "llama"
+    from edge.export.llm_gemma3 import GEMMA3
+
+    assert {name for name, spec in families().items() if spec.llm is GEMMA3} == {"gemma3", "gemma3_text"}
+    assert (GEMMA3.arch, GEMMA3.media_attention, GEMMA3.media_positions) == ("gemma3", "bidirectional", "linear")
 
 
 def test_registry_reads_the_explicit_lists():

@@ -85,7 +85,8 @@ def test_write_then_load_and_verify(tmp_path):
         (lambda m: m.update(schema_version="2"), "schema_version"),
         (
             lambda m: m["vision"]["preprocess"].update(scheme="tiles"),
-            r"manifest.vision.preprocess.scheme must be one of \['clip', 'idefics3', 'anyres', 'uhd'\], got 'tiles'",
+            r"manifest.vision.preprocess.scheme must be one of "
+            r"\['clip', 'idefics3', 'anyres', 'uhd', 'qwen2vl', 'gemma3'\], got 'tiles'",
         ),
         (lambda m: m["vision"]["preprocess"].pop("scheme"), "manifest.vision.preprocess.scheme is missing"),
         (lambda m: m["vision"].update(preprocess=[]), "manifest.vision.preprocess must be an object"),

@@ -71,11 +71,10 @@ def test_unknown_values_are_refused_with_the_field_named(key, value):
 
 def test_runtime_runs_causal_linear_and_refuses_the_rest():
     check_media_facts(_llm())  # what this runtime executes
-    assert SUPPORTED_MEDIA_ATTENTION == ("causal",) and SUPPORTED_MEDIA_POSITIONS == ("linear",)
-    for facts, words in (
-        ({"media_attention": "bidirectional"}, "bidirectional attention"),
-        ({"media_positions": "mrope"}, "'mrope' (multi-axis) positions"),
-    ):
+    # bidirectional media attention runs (Gemma 3: each block decoded in one ubatch, causal attention off)
+    check_media_facts(_llm(media_attention="bidirectional"))
+    assert SUPPORTED_MEDIA_ATTENTION == ("causal", "bidirectional") and SUPPORTED_MEDIA_POSITIONS == ("linear",)
+    for facts, words in (({"media_positions": "mrope"}, "'mrope' (multi-axis) positions"),):
         with pytest.raises(BundleError, match=re.escape(words)) as info:
             check_media_facts(_llm(**facts))
         assert "\n" not in str(info.value) and "upgrade edge" in str(info.value)
