@@ -114,13 +114,31 @@ function base64(bytes) {
   return btoa(s);
 }
 
+// The microphone as mono float32 chunks at the audio context's rate (the chat's and live mode's recorder).
+async function startRecording() {
+  const stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+  const ctx = new AudioContext();
+  const node = ctx.createScriptProcessor(4096, 1, 1);
+  const chunks = [];
+  node.onaudioprocess = (e) => chunks.push(new Float32Array(e.inputBuffer.getChannelData(0)));
+  ctx.createMediaStreamSource(stream).connect(node);
+  node.connect(ctx.destination);
+  return { stream, ctx, node, chunks };
+}
+
+// Stop a recorder of startRecording: its chunks and their sample rate.
+async function stopRecording(rec) {
+  rec.node.disconnect(); rec.stream.getTracks().forEach((t) => t.stop());
+  const rate = rec.ctx.sampleRate;
+  await rec.ctx.close();
+  return { chunks: rec.chunks, rate };
+}
+
 $("mic").onclick = async () => {
   if (state.recorder) {  // stop recording
-    const { stream, ctx, node, chunks } = state.recorder;
-    node.disconnect(); stream.getTracks().forEach((t) => t.stop());
-    const rate = ctx.sampleRate;
-    await ctx.close();
+    const rec = state.recorder;
     state.recorder = null;
+    const { chunks, rate } = await stopRecording(rec);
     $("mic").classList.remove("recording"); $("mic").textContent = "Record";
     const seconds = chunks.reduce((a, c) => a + c.length, 0) / rate;
     addAttachment({ type: "input_audio", input_audio: { data: base64(wav(chunks, rate)), format: "wav" } },
@@ -128,14 +146,7 @@ $("mic").onclick = async () => {
     return;
   }
   try {
-    const stream = await navigator.mediaDevices.getUserMedia({ audio: true });
-    const ctx = new AudioContext();
-    const node = ctx.createScriptProcessor(4096, 1, 1);
-    const chunks = [];
-    node.onaudioprocess = (e) => chunks.push(new Float32Array(e.inputBuffer.getChannelData(0)));
-    ctx.createMediaStreamSource(stream).connect(node);
-    node.connect(ctx.destination);
-    state.recorder = { stream, ctx, node, chunks };
+    state.recorder = await startRecording();
     $("mic").classList.add("recording"); $("mic").textContent = "Stop recording";
   } catch (e) { status("microphone: " + e.message); }
 };

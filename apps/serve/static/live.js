@@ -110,14 +110,7 @@ async function liveAsk(request, t0) {
 // --- spoken questions: record until pressed again, then ask about the frame current then ----------
 async function liveMicStart() {
   try {
-    const stream = await navigator.mediaDevices.getUserMedia({ audio: true });
-    const ctx = new AudioContext();
-    const node = ctx.createScriptProcessor(4096, 1, 1);
-    const chunks = [];
-    node.onaudioprocess = (e) => chunks.push(new Float32Array(e.inputBuffer.getChannelData(0)));
-    ctx.createMediaStreamSource(stream).connect(node);
-    node.connect(ctx.destination);
-    live.recorder = { stream, ctx, node, chunks };
+    live.recorder = await startRecording();  // app.js
     $("live-mic").classList.add("recording"); $("live-mic").textContent = "Send spoken question";
   } catch (e) { status("microphone: " + e.message); }
 }
@@ -128,14 +121,12 @@ async function liveMicStop(ask) {
   live.recorder = null;
   const t0 = performance.now();
   const image = ask ? liveGrab() : null;  // the frame current at the end of the utterance
-  rec.node.disconnect(); rec.stream.getTracks().forEach((t) => t.stop());
-  const rate = rec.ctx.sampleRate;
-  await rec.ctx.close();
+  const { chunks, rate } = await stopRecording(rec);
   $("live-mic").classList.remove("recording"); $("live-mic").textContent = "Ask by voice";
-  const samples = rec.chunks.reduce((a, c) => a + c.length, 0);
+  const samples = chunks.reduce((a, c) => a + c.length, 0);
   if (!image || samples < rate / 4) { if (ask) status("live: nothing recorded"); return; }
   // wav() and base64() are the chat page's (app.js): the same input_audio the chat sends
-  const request = { image, audio: { data: base64(wav(rec.chunks, rate)), format: "wav" } };
+  const request = { image, audio: { data: base64(wav(chunks, rate)), format: "wav" } };
   if (live.busy) { live.spoken = { request, t0 }; return; }  // newest wins; sent when the answer ends
   await liveAsk(request, t0);
 }
