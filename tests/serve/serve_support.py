@@ -125,3 +125,36 @@ def snapshot(*dirs: Path) -> dict:
                 st = p.stat()
                 out[str(p)] = (st.st_size, st.st_mtime_ns)
     return out
+
+
+CHROMIUM = ("chromium", "chromium-browser", "google-chrome")
+DRIVER = ("chromedriver", "chromium-driver")
+
+
+def chromium(*args: str, window: str = "1000,720"):
+    """A headless Chromium driven by Selenium, with extra command-line ``args``; the caller quits it.
+
+    Without selenium or a browser the test is skipped, except in CI (``CI=true``), where `.ci/run`
+    installs both, so a missing one fails."""
+    import shutil
+
+    import pytest
+
+    in_ci = os.environ.get("CI", "").lower() == "true"
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        (pytest.fail if in_ci else pytest.skip)("selenium is not installed (pip install -e '.[test]')")
+    binary = next((p for p in map(shutil.which, CHROMIUM) if p), None)
+    driver = next((p for p in map(shutil.which, DRIVER) if p), None)
+    if not (binary and driver):
+        message = "no chromium/chromedriver on PATH (apt-get install chromium chromium-driver)"
+        (pytest.fail if in_ci else pytest.skip)(message)
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    base = ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", f"--window-size={window}",
+            "--disable-gpu", "--no-first-run", "--disable-background-networking")  # fmt: skip
+    for arg in (*base, *args):
+        options.add_argument(arg)
+    return webdriver.Chrome(service=Service(executable_path=driver), options=options)

@@ -9,42 +9,15 @@ else into the test's temporary directory.
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest
-from serve_support import Server
-
-CHROMIUM = ("chromium", "chromium-browser", "google-chrome")
-DRIVER = ("chromedriver", "chromium-driver")
-
-
-def _find(names) -> str | None:
-    return next((p for p in (shutil.which(n) for n in names) if p), None)
+from serve_support import Server, chromium
 
 
 @pytest.fixture(scope="module")
 def browser():
-    in_ci = os.environ.get("CI", "").lower() == "true"
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
-    except ImportError:
-        if in_ci:
-            pytest.fail("selenium is not installed (pip install -e '.[test]')")
-        pytest.skip("selenium is not installed (pip install -e '.[test]')")
-    binary, driver = _find(CHROMIUM), _find(DRIVER)
-    if not (binary and driver):
-        message = "no chromium/chromedriver on PATH (apt-get install chromium chromium-driver)"
-        if in_ci:
-            pytest.fail(message)
-        pytest.skip(message)
-    options = webdriver.ChromeOptions()
-    options.binary_location = binary
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1000,720",
-                "--disable-gpu", "--no-first-run", "--disable-background-networking"):  # fmt: skip
-        options.add_argument(arg)
-    drv = webdriver.Chrome(service=Service(executable_path=driver), options=options)
+    drv = chromium()
     yield drv
     drv.quit()
 

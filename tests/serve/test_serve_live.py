@@ -8,14 +8,12 @@ from __future__ import annotations
 import base64
 import io
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
-from serve_support import Server
-from test_serve_browser import CHROMIUM, DRIVER, _find
+from serve_support import Server, chromium
 
 SPEECH = Path(__file__).parents[1] / "data" / "speech"
 
@@ -61,23 +59,10 @@ def test_live_route_reuses_unchanged_tiles(tiny_idefics3_bundle, tmp_path):
 
 
 def test_page_live_mode_streams_answers_from_the_webcam(tiny_idefics3_bundle, tmp_path):
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
-        from selenium.webdriver.common.by import By
-        from selenium.webdriver.support.ui import WebDriverWait
-    except ImportError:
-        pytest.skip("selenium is not installed")
-    binary, driver = _find(CHROMIUM), _find(DRIVER)
-    if not (binary and driver):  # as test_serve_browser: in CI a missing browser fails
-        (pytest.fail if os.environ.get("CI", "").lower() == "true" else pytest.skip)("no chromium/chromedriver on PATH")
-    options = webdriver.ChromeOptions()
-    options.binary_location = binary
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1000,900",
-                "--disable-gpu", "--no-first-run", "--use-fake-device-for-media-stream",
-                "--use-fake-ui-for-media-stream"):  # fmt: skip
-        options.add_argument(arg)
-    drv = webdriver.Chrome(service=Service(executable_path=driver), options=options)
+    drv = chromium("--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream", window="1000,900")
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
     srv = Server([str(tiny_idefics3_bundle)], tmp_path)
     try:
         drv.get(srv.url + "/")
@@ -163,24 +148,16 @@ def whisper_en(tmp_path_factory):
 def test_page_live_mode_answers_a_spoken_question(tiny_idefics3_bundle, whisper_en, tmp_path):
     """Chromium's fake microphone plays the espeak-ng WAV: "Ask by voice", recorded until pressed
     again, is transcribed by the server (Whisper tiny.en) and the log shows the spoken question."""
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
-        from selenium.webdriver.common.by import By
-        from selenium.webdriver.support.ui import WebDriverWait
-    except ImportError:
-        pytest.skip("selenium is not installed")
-    binary, driver = _find(CHROMIUM), _find(DRIVER)
-    if not (binary and driver):  # as test_serve_browser: in CI a missing browser fails
-        (pytest.fail if os.environ.get("CI", "").lower() == "true" else pytest.skip)("no chromium/chromedriver on PATH")
-    options = webdriver.ChromeOptions()
-    options.binary_location = binary
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1000,900",
-                "--disable-gpu", "--no-first-run", "--use-fake-device-for-media-stream",
-                "--use-fake-ui-for-media-stream", "--autoplay-policy=no-user-gesture-required",
-                f"--use-file-for-fake-audio-capture={SPEECH / 's2_lights.wav'}"):  # fmt: skip
-        options.add_argument(arg)
-    drv = webdriver.Chrome(service=Service(executable_path=driver), options=options)
+    drv = chromium(
+        "--use-fake-device-for-media-stream",
+        "--use-fake-ui-for-media-stream",
+        "--autoplay-policy=no-user-gesture-required",
+        f"--use-file-for-fake-audio-capture={SPEECH / 's2_lights.wav'}",
+        window="1000,900",
+    )
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
     srv = Server([str(tiny_idefics3_bundle), "--audio-bundle", str(whisper_en)], tmp_path)
     try:
         drv.get(srv.url + "/")
