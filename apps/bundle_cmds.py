@@ -10,6 +10,13 @@ import typer
 from edge.apps.cli_options import FIDELITY, PROVIDER, THREADS, VERBOSE
 from edge.apps.terminal_progress import TerminalProgress
 
+LLM_TYPE = typer.Option(
+    None,
+    "--llm-type",
+    help="The LLM's GGUF type instead of the recipe's (Q4_0, Q4_K_M, Q5_K_M, Q8_0, Q6_K, ...; docs/quantization.md "
+    "has the figures per type and CPU).",
+)
+
 
 def export(
     src: str = typer.Argument(
@@ -28,6 +35,13 @@ def export(
     fidelity: str = FIDELITY,
     provider: List[str] = PROVIDER,
     verbose: bool = VERBOSE,
+    llm_type: Optional[str] = LLM_TYPE,
+    mmproj: bool = typer.Option(
+        True,
+        "--mmproj/--no-mmproj",
+        help="Also write the vision tower + projector as llama.cpp's mmproj GGUF (for llama.cpp's tools and "
+        "the native library; families llama.cpp knows), with its parity figures. --no-mmproj skips it.",
+    ),
 ) -> None:
     """Export a checkpoint into a bundle, then check parity against transformers.
 
@@ -39,11 +53,15 @@ def export(
     from edge.options import ExportOptions
 
     options = ExportOptions(
-        dtype=dtype, threads=threads, force=force, runtime=command_options(threads, 0, provider, verbose)
+        dtype=dtype,
+        threads=threads,
+        force=force,
+        runtime=command_options(threads, 0, provider, verbose),
+        mmproj=mmproj,
     )
     if quant is not None:
         manifest = quantize_flow.export_quantized(
-            src, out, options, quant, [], TerminalProgress(quiet=as_json), fidelity=fidelity
+            src, out, options, quant, [], TerminalProgress(quiet=as_json), fidelity=fidelity, llm_type=llm_type
         )
     else:
         manifest = run_export(src, out, options, TerminalProgress(quiet=as_json))
@@ -68,6 +86,7 @@ def quantize(
     fidelity: str = FIDELITY,
     provider: List[str] = PROVIDER,
     verbose: bool = VERBOSE,
+    llm_type: Optional[str] = LLM_TYPE,
 ) -> None:
     """Quantize a bundle into a new one and measure its fidelity against the original.
 
@@ -78,8 +97,9 @@ def quantize(
 
     runtime = command_options(threads, 0, provider, verbose)
     quantize_flow.quantize(
-        bundle, out, recipe, image, force, threads, as_json, TerminalProgress(quiet=as_json), runtime, fidelity
-    )
+        bundle, out, recipe, image, force, threads, as_json, TerminalProgress(quiet=as_json), runtime, fidelity,
+        llm_type=llm_type,
+    )  # fmt: skip
 
 
 def inspect(

@@ -14,6 +14,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal, Optional, Union
 
+from edge.chat_format import ChatAffixes, RoleAffixes  # noqa: F401
 from edge.errors import BundleError, InputError
 from edge.preprocess import (
     ImagePreprocess,  # noqa: F401
@@ -67,6 +68,15 @@ class VisionSpec:
     extras: dict[str, str] = field(default_factory=dict)
     # how a video becomes frames through this graph (edge.video); None: the family takes no video
     video: Optional[VideoParams] = None  # tagged by "scheme" (frames, qwen2vl)
+    # The same tower + projector as a GGUF in llama.cpp's multimodal-projector ("mmproj") format, a path in
+    # ``files`` (edge.export.mmproj writes it; llama.cpp's clip/libmtmd and the native library load it).
+    # None: not written (``edge export --no-mmproj``, or llama.cpp has no projector for the family:
+    # ``projector_gguf_note`` says which). Its parity with transformers is in provenance.parity["mmproj_*"].
+    projector_gguf: Optional[str] = None
+    projector_gguf_dtype: Optional[str] = None  # its weights: "f32" or "f16" (norms, biases, positions: f32)
+    projector_gguf_type: Optional[str] = None  # its ``clip.projector_type`` ("mlp", "idefics3", "gemma3", ...)
+    # why there is no projector GGUF, or what a llama.cpp tool must know to use it (e.g. its own preprocessing)
+    projector_gguf_note: str = ""
 
 
 @dataclass(frozen=True)
@@ -129,6 +139,9 @@ class LLMSpec:
     media_positions: MediaPositions = "linear"
     # a "▁" the runtime puts before the prompt text, beyond what the GGUF tokenizer does (SpacePrefix)
     space_prefix: SpacePrefix = "gguf"
+    # the chat template as role prefixes/suffixes for runtimes without Jinja (edge/native); None: not
+    # expressible that way (provenance.chat_affixes says why) or exported before this field existed
+    chat_affixes: Optional[ChatAffixes] = None
 
 
 @dataclass(frozen=True)
@@ -245,6 +258,8 @@ class Manifest:
     def component_files(self) -> list[str]:
         """The files the components name (each must be listed in ``files``)."""
         files = [c.file for c in (self.llm, self.vision) if c is not None]
+        if self.vision is not None and self.vision.projector_gguf:
+            files.append(self.vision.projector_gguf)
         return files + (self.audio.files if self.audio is not None else [])
 
     def to_json(self) -> str:

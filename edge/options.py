@@ -221,7 +221,8 @@ class LLMOptions:
     worker out of work sleeps at once, the default) to 100 (spins longest; llama.cpp's own
     default is 50); builds with OpenMP (``OPENMP = 1`` in ``edge doctor``) wait in OpenMP's
     barrier instead and ignore it. ``n_batch``: tokens (or embedding rows)
-    per ``llama_decode`` call. ``kv_dtype``: the KV cache type: ``"f32"`` keeps the cache and
+    per ``llama_decode`` call and llama.cpp's ubatch (512, as llama.cpp; docs/benchmarks.md has 256).
+    ``kv_dtype``: the KV cache type: ``"f32"`` keeps the cache and
     attention in f32 (exact parity for f32 weights); ``"f16"`` halves KV memory and lets
     llama.cpp pick flash attention; ``"auto"`` (the default) is ``"f32"`` for a bundle whose
     LLM weights are f32 (as the manifest records them) and ``"f16"`` otherwise; see
@@ -280,14 +281,16 @@ class RuntimeOptions:
     audio: OnnxOptions = field(default_factory=OnnxOptions)
     llm: LLMOptions = field(default_factory=LLMOptions)
     verbose: bool = False
+    one_shot: bool = False  # `edge run`: images first, vision session freed, then the LLM (docs/performance.md)
 
     def __post_init__(self) -> None:
         for name, kind in (("vision", OnnxOptions), ("audio", OnnxOptions), ("llm", LLMOptions)):
             if not isinstance(getattr(self, name), kind):
                 got = type(getattr(self, name)).__name__
                 raise InputError(f"RuntimeOptions.{name} must be {kind.__name__}, got {got}")
-        if not isinstance(self.verbose, bool):
-            raise InputError(f"verbose must be true or false, got {self.verbose!r}")
+        for flag in ("verbose", "one_shot"):
+            if not isinstance(getattr(self, flag), bool):
+                raise InputError(f"{flag} must be true or false, got {getattr(self, flag)!r}")
 
     @classmethod
     def simple(
@@ -336,6 +339,7 @@ class ExportOptions:
     force: bool = False
     name: Optional[str] = None
     runtime: Optional[RuntimeOptions] = None
+    mmproj: bool = True  # also write llama.cpp's mmproj GGUF of the vision tower (edge.export.mmproj)
 
     def __post_init__(self) -> None:
         if self.dtype not in ("f32", "f16"):

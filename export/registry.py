@@ -43,6 +43,9 @@ class VisionPart:
     # a graph fed more than pixel values (e.g. Qwen2.5-VL's precomputed window inputs) brings its own
     # export: (bundle dir, model, preprocessing, options, progress) -> (VisionSpec, parity figures)
     export: Optional[Callable[..., tuple[Any, dict]]] = None
+    # (model, config, source dir, preprocessing) -> edge.export.mmproj.ProjectorPlan: how the tower + projector
+    # map onto llama.cpp's clip (the mmproj GGUF, export/mmproj_maps.py); None: llama.cpp has no projector for it
+    projector: Optional[Callable[..., Any]] = None
     input_name: str = "pixel_values"
     output_name: str = "image_embeds"
     # max |onnxruntime - torch| allowed at export, per weight dtype

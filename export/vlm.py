@@ -20,12 +20,14 @@ from edge.bundle import write_bundle
 from edge.errors import ExportError
 from edge.export import parity
 from edge.export import tokenizer as tokmod
+from edge.export.mmproj_export import export_projector
 from edge.export.registry import FamilySpec, spec_for
 from edge.export.source import Source, gguf_fields, load_hf
 from edge.manifest import LLMSpec, Manifest, PromptLayout, TensorSpec, VisionSpec
 from edge.options import ExportOptions
 from edge.progress import NullProgress
 from edge.runtime.llama_backend import LLM
+from edge.runtime.text.chat_affixes import derive_affixes
 from edge.runtime.text.prompt import Message, detect_content_format, render_chat
 
 LLM_FILE = "llm.gguf"
@@ -63,6 +65,10 @@ def _populate(tmp: Path, source: Source, spec: FamilySpec, model, config, tok, h
     figures: dict[str, Any] = {}
     if spec.vision:
         layout, vision, figures = _export_vision(tmp, source, spec, model, config, tok, options, progress)
+        vision, mm_figures = export_projector(
+            tmp, LLM_FILE, source.path, spec, model, config, vision, options, progress
+        )
+        figures.update(mm_figures)
     llm_spec = LLMSpec(
         file=LLM_FILE,
         arch=part.arch,
@@ -84,6 +90,9 @@ def _populate(tmp: Path, source: Source, spec: FamilySpec, model, config, tok, h
         layout = dataclasses.replace(
             layout, content_format=detect_content_format(llm_spec.chat_template, layout.image_marker)
         )
+    # the template as role prefixes/suffixes for the native library (None where it cannot be said so)
+    affixes, affix_note = derive_affixes(llm_spec, layout)
+    llm_spec = dataclasses.replace(llm_spec, chat_affixes=affixes)
     progress.stage("checking parity with transformers")
     figures.update(_llm_figures(tmp, model, llm_spec, layout, hf_tok, options, progress))
     return Manifest(
@@ -98,6 +107,7 @@ def _populate(tmp: Path, source: Source, spec: FamilySpec, model, config, tok, h
             "exporter": f"edge {__version__}",
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "parity": figures,
+            "chat_affixes": affix_note,
         },
     )
 

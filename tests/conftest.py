@@ -121,6 +121,20 @@ def tiny_qwen2_5_vl_bundle(tiny_qwen2_5_vl_dir, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_qwen2_5_vl_w112_dir(tmp_path_factory) -> Path:
+    """Qwen2.5-VL with 112-px attention windows, the only window llama.cpp's clip runs: its bundle carries a
+    projector GGUF (the 32-px tower above gets none)."""
+    from edge.export.builders.tiny_qwen2_5_vl import tiny_qwen2_5_vl
+
+    return tiny_qwen2_5_vl(tmp_path_factory.mktemp("tiny_qwen2_5_vl_w112"), window=112)
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen2_5_vl_w112_bundle(tiny_qwen2_5_vl_w112_dir, tmp_path_factory) -> Path:
+    return export_bundle(tiny_qwen2_5_vl_w112_dir, tmp_path_factory.mktemp("bundles") / "qwen2_5_vl-w112-f32")
+
+
+@pytest.fixture(scope="session")
 def tiny_llava_next_dir(tmp_path_factory) -> Path:
     return tiny.tiny_llava_next(tmp_path_factory.mktemp("tiny_llava_next"))
 

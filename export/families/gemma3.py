@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from edge.errors import ExportError
+from edge.export import mmproj_maps
 from edge.export.families.llava import read_processor_config
 from edge.export.llm_gemma3 import GEMMA3
 from edge.export.registry import FamilySpec, VisionPart
@@ -99,6 +100,7 @@ SPEC = FamilySpec(
         preprocess=preprocess,
         tokens_per_image=tokens_per_image,
         prompt=prompt_layout,
+        projector=mmproj_maps.gemma3,
     ),
 )
 

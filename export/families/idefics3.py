@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from edge.errors import ExportError
+from edge.export import mmproj_maps
 from edge.export.families.llava import read_processor_config
 from edge.export.llm_llama import LLAMA
 from edge.export.registry import FamilySpec, VisionPart
@@ -94,5 +95,6 @@ SPEC = FamilySpec(
         preprocess=preprocess,
         tokens_per_image=tokens_per_tile,
         prompt=prompt_layout,
+        projector=mmproj_maps.idefics3,
     ),
 )

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from edge.errors import ExportError
+from edge.export import mmproj_maps
 from edge.export.llm_llama import LLAMA
 from edge.export.registry import FamilySpec, VisionPart
 from edge.manifest import ImagePreprocess, PromptLayout
@@ -127,5 +128,6 @@ SPEC = FamilySpec(
         preprocess=clip_preprocess,
         tokens_per_image=tokens_per_image,
         prompt=prompt_layout,
+        projector=mmproj_maps.llava,
     ),
 )

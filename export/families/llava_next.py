@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from edge.errors import ExportError
+from edge.export import mmproj_maps
 from edge.export.families.llava import LlavaVision, prompt_layout, read_processor_config, text_tensors, tokens_per_image
 from edge.export.llm_llama import LLAMA
 from edge.export.registry import FamilySpec, VisionPart
@@ -58,5 +59,6 @@ SPEC = FamilySpec(
         extras=extras,
         tokens_per_image=tokens_per_image,
         prompt=prompt_layout,
+        projector=mmproj_maps.llava_next,
     ),
 )

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from edge.errors import ExportError
+from edge.export import mmproj_maps
 from edge.export.families.llava import read_processor_config
 from edge.export.llm_qwen2vl import QWEN2VL
 from edge.export.registry import FamilySpec, VisionPart
@@ -154,5 +155,6 @@ SPEC = FamilySpec(
         export=export_vision,
         atol={"f32": 1e-4, "f16": 5e-2},
         video=video_params,
+        projector=mmproj_maps.qwen2_5_vl,
     ),
 )

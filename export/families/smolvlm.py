@@ -14,6 +14,7 @@ from pathlib import Path
 
 from edge.checks import resample_name
 from edge.errors import ExportError
+from edge.export import mmproj_maps
 from edge.export.families import idefics3
 from edge.export.families.llava import read_processor_config
 from edge.export.llm_llama import LLAMA
@@ -99,5 +100,6 @@ SPEC = FamilySpec(
         tokens_per_image=idefics3.tokens_per_tile,
         prompt=prompt_layout,
         video=video_frames,
+        projector=mmproj_maps.idefics3,
     ),
 )
