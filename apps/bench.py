@@ -65,6 +65,22 @@ def bench(
         help="Instead of a bundle: time a random Qwen2.5-VL-3B-shaped vision tower at 448x448 and 1024x768, "
         "ours f32/int8 vs transformers eager (--quick: 2 of its 32 blocks, 448x448, one round).",
     ),
+    native: bool = typer.Option(
+        False,
+        "--native",
+        help="Instead of the peers: the native library's edge-native-run against edge run and llama.cpp's libmtmd "
+        "on the bundle, each run a fresh process (TTFT, encode per tile, decode tok/s, peak RSS); needs --native-build.",
+    ),
+    native_build: Optional[Path] = typer.Option(
+        None, "--native-build", help="The cmake build folder of this project that holds edge-native-run (--native)."
+    ),
+    ttft_memory: bool = typer.Option(
+        False,
+        "--ttft-memory",
+        help="Instead of the full harness: TTFT with its breakdown (warm, rounds rotating the sides, ratios within "
+        "each round) and the peak RSS of fresh processes, against llama.cpp's libmtmd and transformers "
+        "(edge.benchmarks.ttft_breakdown and .memory; docs/performance.md).",
+    ),
 ) -> None:
     """Measure a bundle next to transformers eager (fp32) and llama.cpp (libmtmd) on the same inputs
     (a Whisper component: next to faster-whisper int8).
@@ -79,6 +95,12 @@ def bench(
 
     if not 0 <= threads <= 1024:  # the same words as the help
         raise InputError(f"threads must be 0 (all cores) or 1 to 1024, got {threads}")
+    if native or native_build is not None:
+        return _native(bundle, native_build, image, quick, repeats, threads, work or cache_dir() / "bench", as_json)
+    if ttft_memory:
+        return _ttft_memory(
+            bundle, source, llama_cpp, peers, image, repeats, threads, work or cache_dir() / "bench", as_json
+        )
     if qwen2vl_vision:
         return _qwen2vl_vision(quick, repeats, threads or (os.cpu_count() or 1), work or cache_dir() / "bench", as_json)
     names = tuple(p.strip() for p in peers.split(",") if p.strip() and p.strip() != "none")
@@ -116,6 +138,32 @@ def bench(
             print(f"note: edge's {comp} ran on the {note}")
 
 
+def _ttft_memory(bundle, source, llama_cpp, peers: str, image, repeats: int, threads: int, work: Path, as_json: bool):
+    """``--ttft-memory``: :mod:`edge.benchmarks.ttft_breakdown` then :mod:`edge.benchmarks.memory` on one bundle."""
+    import sys
+
+    from edge.benchmarks import memory, ttft_breakdown
+    from edge.benchmarks.inputs import standard_images
+
+    if len(image) > 1:
+        raise InputError("--ttft-memory takes one --image")
+    src = llama_cpp or (Path(os.environ[LLAMA_CPP_ENV]) if os.environ.get(LLAMA_CPP_ENV) else None)
+    names = tuple(p.strip() for p in peers.split(",") if p.strip() not in ("", "none", "faster-whisper"))
+    work = work.expanduser()
+    bundles = {"bundle": resolve_bundle(bundle, threads, as_json)}
+    img = image[0] if image else standard_images(work / "images", ((512, 512),))[0]
+    rounds, threads = repeats or 3, threads or (os.cpu_count() or 1)
+    configs = ttft_breakdown.side_configs(bundles, threads, source, src, work, names)
+    log = None if as_json else sys.stderr
+    ttft = ttft_breakdown.measure_ttft(configs, bundles, img, rounds, work / "logs", log=log)
+    mem_cfg = memory.one_shot_configs({k: v for k, v in configs.items() if v["side"] != "transformers"})
+    mem = memory.measure_memory(mem_cfg, bundles, img, rounds, work / "logs", log=log)
+    if as_json:
+        print(json.dumps({"ttft": ttft, "memory": mem}, indent=1, default=str))
+    else:
+        print(ttft_breakdown.summary(ttft) + "\n\n" + memory.summary(mem))
+
+
 def _qwen2vl_vision(quick: bool, repeats: int, threads: int, work: Path, as_json: bool) -> None:
     """``--qwen2vl-vision``: :func:`edge.benchmarks.qwen2vl_vision.measure` (issue 15's figures)."""
     import sys
@@ -129,3 +177,31 @@ def _qwen2vl_vision(quick: bool, repeats: int, threads: int, work: Path, as_json
     folder = work.expanduser() / "qwen2vl_vision"
     report = qv.measure(runs, threads, depth, sizes, int8=True, work=folder, log=sys.stderr)
     print(json.dumps(report, indent=1) if as_json else qv.summary(report))
+
+
+def _native(
+    bundle: Optional[Path], build: Optional[Path], images: List[Path], quick: bool, repeats: int, threads: int,
+    work: Path, as_json: bool,
+) -> None:  # fmt: skip
+    """``--native``: :func:`edge.benchmarks.native_bench.measure` (issue 17's figures)."""
+    import sys
+
+    from edge.benchmarks import native_bench as nb
+    from edge.benchmarks.inputs import standard_images
+
+    if build is None:
+        raise InputError("--native needs --native-build DIR (the cmake build folder that holds edge-native-run)")
+    nb.find_native_run(build)  # a bad folder fails before any export or run
+    if repeats < 0:
+        raise InputError(f"--repeats must be 0 or more, got {repeats}")
+    image = images[0] if images else standard_images(work.expanduser() / "images", ((1024, 768),))[0]
+    options = nb.NativeBenchOptions(
+        bundle=resolve_bundle(bundle, threads, as_json),
+        native_build=build,
+        image=image,
+        threads=threads or (os.cpu_count() or 1),
+        repeats=repeats or (2 if quick else 3),
+        max_tokens=16 if quick else 32,
+    )
+    results = nb.measure(options, log=None if as_json else sys.stderr)
+    print(json.dumps(results, indent=1) if as_json else nb.summary(results))

@@ -27,19 +27,21 @@ def quantize(
     progress,
     runtime: Optional[RuntimeOptions] = None,
     fidelity: str = "quick",
+    llm_type: Optional[str] = None,
 ) -> None:
     """Quantize ``bundle`` into ``out``; print the fidelity report (JSON with ``as_json``) on stdout.
 
     ``threads`` is the quantizer's; ``runtime`` how both bundles run for the fidelity figures,
-    ``fidelity`` how thorough they are (quick or full).
+    ``fidelity`` how thorough they are (quick or full), ``llm_type`` a GGUF type instead of the recipe's.
     """
     from edge.options import QuantizeOptions
     from edge.quantize.api import quantize_bundle, summary_lines
+    from edge.quantize.recipes import recipe_with_llm_type
 
     options = QuantizeOptions(
         threads=threads, force=force, images=tuple(str(p) for p in images), runtime=runtime, fidelity=fidelity
     )
-    manifest = quantize_bundle(bundle, out, recipe, options, progress)
+    manifest = quantize_bundle(bundle, out, recipe_with_llm_type(recipe, llm_type), options, progress)
     report = manifest.provenance["fidelity"]
     if as_json:
         print(json.dumps(report, indent=2))
@@ -50,7 +52,14 @@ def quantize(
 
 
 def export_quantized(
-    src: str, out: Path, export_options, recipe: str, images: Sequence[Path], progress, fidelity: str = "quick"
+    src: str,
+    out: Path,
+    export_options,
+    recipe: str,
+    images: Sequence[Path],
+    progress,
+    fidelity: str = "quick",
+    llm_type: Optional[str] = None,
 ) -> Manifest:
     """Export ``src`` into a temporary bundle next to ``out``, then quantize it into ``out``
     (``fidelity``: how thorough the fidelity report is, quick or full).
@@ -61,9 +70,10 @@ def export_quantized(
     from edge.export.exporter import export
     from edge.options import QuantizeOptions
     from edge.quantize.api import quantize_bundle
-    from edge.quantize.recipes import get_recipe
+    from edge.quantize.recipes import recipe_with_llm_type
 
-    get_recipe(recipe)  # an unknown name (or fidelity mode) fails before the slow export
+    # an unknown recipe or type (or fidelity mode) fails before the slow export
+    chosen = recipe_with_llm_type(recipe, llm_type)
     QuantizeOptions(fidelity=fidelity)
     out = check_output(out, export_options.force)
     try:
@@ -82,7 +92,7 @@ def export_quantized(
             runtime=export_options.runtime,
             fidelity=fidelity,
         )
-        return quantize_bundle(reference, out, recipe, options, progress)
+        return quantize_bundle(reference, out, chosen, options, progress)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -70,6 +71,8 @@ def run(
     from edge.options import Budget, GenerateOptions, SamplingOptions
 
     runtime = command_options(threads, ctx, provider, verbose, device, fallback, gpu_layers)
+    # one answer, then the process ends: the vision session is freed once the images are encoded
+    runtime = dataclasses.replace(runtime, one_shot=True)
     if prompt == "-":
         prompt = sys.stdin.read()
     options = GenerateOptions(

@@ -10,11 +10,36 @@ class NotAvailable(Exception):
     """A side cannot run a measurement (no such component, no such option); the report says why."""
 
 
-def llm_figures(n_prompt: int, prefill_s: float, stamps: list[float]) -> dict:
+def llm_figures(
+    n_prompt: int, prefill_s: float, stamps: list[float], prefill_cpu_s: Optional[float] = None, cpu_stamps=()
+) -> dict:
     """Prefill tokens/s, and decode tokens/s between the first and the last generated token
-    (``stamps`` are the times each generated token became available)."""
+    (``stamps`` are the times each generated token became available).
+
+    ``prefill_cpu_s`` / ``cpu_stamps``: the same on the process's CPU clock (``time.process_time``,
+    every thread of the side): tokens per CPU-second, which other processes on a shared machine
+    barely stretch (with one thread exactly the work done; with more, ggml's barrier waits count too)."""
     decode = (len(stamps) - 1) / (stamps[-1] - stamps[0]) if len(stamps) > 1 else 0.0
-    return {"prefill_tok_s": n_prompt / max(prefill_s, 1e-9), "decode_tok_s": decode, "generated": len(stamps)}
+    out = {"prefill_tok_s": n_prompt / max(prefill_s, 1e-9), "decode_tok_s": decode, "generated": len(stamps)}
+    if prefill_cpu_s is not None:
+        out["prefill_cpu_tok_s"] = n_prompt / max(prefill_cpu_s, 1e-9)
+    if len(cpu_stamps) > 1:
+        out["decode_cpu_tok_s"] = (len(cpu_stamps) - 1) / max(cpu_stamps[-1] - cpu_stamps[0], 1e-9)
+    return out
+
+
+def embedding_rows(n: int, n_embd: int, seed: int = 0):
+    """``n`` seeded float32 rows ``[n, n_embd]`` standing in for an image's embeddings (identical for
+    every side; speed does not depend on the values, only on there being no inf/nan)."""
+    import numpy as np
+
+    return (np.random.default_rng(seed).standard_normal((n, n_embd)) * 0.05).astype(np.float32)
+
+
+def spread(values: Iterable[float]) -> Optional[list]:
+    """``[min, max]`` of the values (the spread the report prints next to a median), None for none."""
+    vals = [float(v) for v in values if v is not None]
+    return [min(vals), max(vals)] if vals else None
 
 
 def median(values: Iterable[float]) -> Optional[float]:

@@ -48,10 +48,13 @@ def conditions(o) -> dict:
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "cpu": cpu,
+        "cpu_detail": cpu_detail(),
         "cores": os.cpu_count(),
         "threads": o.threads,
         "quick": o.quick,
         "rounds": o.rounds,
+        "llm_rounds": getattr(o, "llm_rounds", None),
+        "phases": list(getattr(o, "phases", ())),
         "cold_rounds": o.cold_rounds,
         "load_before": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         "options": {
@@ -60,3 +63,25 @@ def conditions(o) -> dict:
             if k in ("n_prompt", "n_gen", "prompt", "budget_tokens", "peers")
         },
     }
+
+
+# the instruction sets that decide which llama.cpp / onnxruntime kernels run (and which GGUF type is fastest)
+_FEATURES = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "neon", "asimddp", "sve", "i8mm")
+
+
+def cpu_detail() -> str:
+    """Vendor, family/model and the SIMD features that matter here, as ``lscpu`` / /proc/cpuinfo give them
+    (a virtual machine's "model name" is often just "AMD EPYC"); "" where it cannot be read."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
+    fields: dict = {}
+    for line in info.splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    flags = set((fields.get("flags") or fields.get("Features") or "").split())
+    parts = [fields.get("vendor_id", ""), f"family {fields['cpu family']} model {fields.get('model', '?')}"
+             if "cpu family" in fields else ""]  # fmt: skip
+    have = [f for f in _FEATURES if f in flags]
+    return ", ".join(p for p in parts if p) + (f"; {' '.join(have)}" if have else "")

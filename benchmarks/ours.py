@@ -26,8 +26,16 @@ class Ours:
     name = "edge"
 
     def __init__(
-        self, bundle: str, threads: int, n_ctx: int = N_CTX, devices: Optional[dict] = None, fallback: str = "cpu"
+        self,
+        bundle: str,
+        threads: int,
+        n_ctx: int = N_CTX,
+        devices: Optional[dict] = None,
+        fallback: str = "cpu",
+        overrides: Optional[dict] = None,
     ) -> None:
+        import dataclasses
+
         import edge
         from edge.options import LLMOptions, OnnxOptions, RuntimeOptions
 
@@ -40,7 +48,13 @@ class Ours:
             )
         else:
             options = RuntimeOptions.simple(threads=threads, n_ctx=n_ctx)
-        self.pipe = edge.load(bundle, options)
+        # `overrides` (benchmarks.ttft_breakdown / memory variants): {"vision": {OnnxOptions field: value},
+        # "llm": {LLMOptions field: value}, RuntimeOptions field: value}
+        extra = dict(overrides or {})
+        for part in ("vision", "llm"):
+            if part in extra:
+                extra[part] = dataclasses.replace(getattr(options, part), **extra[part])
+        self.pipe = edge.load(bundle, dataclasses.replace(options, **extra) if extra else options)
         self.manifest = self.pipe.manifest
 
     def info(self) -> dict:
@@ -95,6 +109,8 @@ class Ours:
         return {
             "ttft_ms": wall,
             "preprocess_ms": t.preprocess_ms,
+            "image_load_ms": t.image_load_ms,
+            "slice_ms": t.slice_ms,
             "encode_ms": t.image_encode_ms,
             "prefill_ms": t.prefill_ms,
             "prompt_tokens": t.prompt_tokens,
@@ -112,18 +128,42 @@ class Ours:
         self.pipe.reset()
         if depth:
             llm.eval_tokens(ids[:depth])
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         logits = llm.eval_tokens(ids[depth:])
-        t1 = time.perf_counter()
+        c1, t1 = time.process_time(), time.perf_counter()
         sampler, decoder = Sampler(SamplingOptions()), TextDecoder(llm.piece)
-        stamps = []
+        stamps, cpu = [], []
         for token, why in steps(logits, sampler, lambda t: llm.eval_tokens([t]), n_gen, llm.n_ctx - llm.n_past, ()):
             if why:
                 break
             decoder(token)
             stamps.append(time.perf_counter())
+            cpu.append(time.process_time())
         self.pipe.reset()
-        return llm_figures(len(ids) - depth, t1 - t0, stamps)
+        return llm_figures(len(ids) - depth, t1 - t0, stamps, c1 - c0, cpu)
+
+    def llm_embd(self, n_rows: int, seed: int, depth: int, n_gen: int) -> dict:
+        """B3 over embedding rows (an image's way into the LLM, ``LLM.eval_embeddings``): ``depth``
+        rows fill the cache (untimed), the rest are prefilled (timed), then ``n_gen`` greedy tokens."""
+        from .common import embedding_rows
+
+        llm = self.pipe.llm
+        rows = embedding_rows(n_rows, llm.n_embd, seed)
+        self.pipe.reset()
+        if depth:
+            llm.eval_embeddings(rows[:depth])
+        c0, t0 = time.process_time(), time.perf_counter()
+        logits = llm.eval_embeddings(rows[depth:])
+        c1, t1 = time.process_time(), time.perf_counter()
+        stamps, cpu = [], []
+        for _ in range(n_gen):
+            token = int(logits.argmax())
+            stamps.append(time.perf_counter())
+            cpu.append(time.process_time())
+            if len(stamps) < n_gen:
+                logits = llm.eval_tokens([token])
+        self.pipe.reset()
+        return llm_figures(n_rows - depth, t1 - t0, stamps, c1 - c0, cpu)
 
     def close(self) -> None:
         self.pipe.close()

@@ -221,16 +221,82 @@ class LlamaCppPeer:
         lc.llama_memory_clear(lc.llama_get_memory(ctx), True)
         if depth:
             self._decode(ctx, ids[:depth])
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         self._decode(ctx, ids[depth:])
-        t1 = time.perf_counter()
-        stamps = []
+        c1, t1 = time.process_time(), time.perf_counter()
+        stamps, cpu = [], []
         for i in range(n_gen):
             token = lc.llama_sampler_sample(self.sampler, ctx, -1)
             stamps.append(time.perf_counter())
+            cpu.append(time.process_time())
             if i < n_gen - 1:
                 self._decode(ctx, [token])
-        return llm_figures(len(ids) - depth, t1 - t0, stamps)
+        return llm_figures(len(ids) - depth, t1 - t0, stamps, c1 - c0, cpu)
+
+    def _decode_embd(self, ctx, rows) -> None:
+        # as libmtmd's mtmd_helper_decode_image_chunk: embedding rows in batches of n_batch, no logits
+        # but the last row's (llama.cpp splits each batch into ubatches itself)
+        import numpy as np
+
+        n_embd = rows.shape[1]
+        for start in range(0, rows.shape[0], self.n_batch):
+            part = np.ascontiguousarray(rows[start : start + self.n_batch], dtype=np.float32)
+            count = part.shape[0]
+            batch = lc.llama_batch_init(count, n_embd, 1)
+            try:
+                batch.n_tokens = count
+                ctypes.memmove(batch.embd, part.ctypes.data, part.nbytes)
+                np.ctypeslib.as_array(batch.pos, shape=(count,))[:] = np.arange(self._n_past, self._n_past + count)
+                np.ctypeslib.as_array(batch.n_seq_id, shape=(count,))[:] = 1
+                logits = np.ctypeslib.as_array(batch.logits, shape=(count,))
+                logits[:] = 0
+                logits[-1] = 1
+                for i in range(count):
+                    batch.seq_id[i][0] = 0
+                rc = lc.llama_decode(ctx, batch)
+            finally:
+                lc.llama_batch_free(batch)
+            if rc != 0:
+                raise RuntimeError(f"llama_decode failed on embeddings ({rc})")
+            self._n_past += count
+
+    def llm_embd(self, n_rows: int, seed: int, depth: int, n_gen: int) -> dict:
+        """B3 over embedding rows (an image's way into the LLM) on ``same_gguf``: ``depth`` rows fill
+        the cache (untimed), the rest are prefilled (timed), then ``n_gen`` greedy tokens."""
+        from .common import embedding_rows
+
+        if self._same is None:
+            if not self.same_gguf:
+                raise NotAvailable("no GGUF to run")
+            self._same = self._open(self.same_gguf)
+        model, ctx = self._same
+        rows = embedding_rows(n_rows, int(lc.llama_model_n_embd(model)), seed)
+        lc.llama_memory_clear(lc.llama_get_memory(ctx), True)
+        self._n_past = 0
+        if depth:
+            self._decode_embd(ctx, rows[:depth])
+        c0, t0 = time.process_time(), time.perf_counter()
+        self._decode_embd(ctx, rows[depth:])
+        c1, t1 = time.process_time(), time.perf_counter()
+        stamps, cpu = [], []
+        for i in range(n_gen):
+            token = lc.llama_sampler_sample(self.sampler, ctx, -1)
+            stamps.append(time.perf_counter())
+            cpu.append(time.process_time())
+            if i < n_gen - 1:
+                self._decode(ctx, [token])  # llama_batch_get_one: the position after the cache's last
+        return llm_figures(n_rows - depth, t1 - t0, stamps, c1 - c0, cpu)
+
+    def decode_after(self, n_gen: int) -> dict:
+        """Greedy tokens in the context :meth:`ttft` just filled (end-of-sequence ignored): decode
+        tokens/s between the first and the last token, as the other sides count it."""
+        stamps = []
+        for i in range(n_gen):
+            token = lc.llama_sampler_sample(self.sampler, self.ctx, -1)
+            stamps.append(time.perf_counter())
+            if i < n_gen - 1:
+                self._decode(self.ctx, [token])
+        return llm_figures(0, 1.0, stamps)
 
     def close(self) -> None:
         if self.mm:

@@ -1,5 +1,6 @@
-"""Worker processes and the alternating schedule: warm-ups, then rounds of
-(ours, peer, peer, ours, peer, peer, ...) on identical requests, medians at the end."""
+"""Worker processes and the alternating schedule: warm-ups, then rounds on identical requests,
+the order reversed every other round (ours, peer, peer | peer, peer, ours | ...: on a machine whose
+load drifts, no side always goes first or last), medians and spreads at the end."""
 
 from __future__ import annotations
 
@@ -121,12 +122,13 @@ def alternate(
 
     ``per_side`` overrides arguments for one side (``{"transformers": {"longest_edge": 1024}}``);
     ``advance(1)`` is called after every request (a progress bar).
+    Rounds run in alternating order (every other one reversed).
     Returns ``{side: {"samples": [...], "median": {field: value}}}`` or ``{side: {"error": ...}}``.
     """
     out: dict = {w.name: {"samples": []} for w in workers}
     live = list(workers)
     for r in range(warmup + repeats):
-        for w in list(live):
+        for w in list(live if (r - warmup) % 2 == 0 else live[::-1]):
             kwargs = dict(args, **(per_side or {}).get(w.name, {}))
             try:
                 res = w.call(op, **kwargs)

@@ -40,8 +40,8 @@ def _b1_default(results: dict, side: str, key: str) -> Optional[float]:
     return _get(rows[0], side, key) if rows else None
 
 
-def _b3(results: dict, side: str, depth_index: int, key: str) -> Optional[float]:
-    rows = results.get("b3", [])
+def _b3(results: dict, side: str, depth_index: int, key: str, table: str = "b3") -> Optional[float]:
+    rows = results.get(table) or []
     return _get(rows[depth_index], side, key) if len(rows) > depth_index else None
 
 
@@ -76,7 +76,38 @@ METRICS = (
     Metric(
         "image", "Vision encode per image (default slicing)", "ms", lambda r, s: _b1_default(r, s, "image_ms"), True
     ),
-    Metric("prefill0", "LLM prefill, depth 0", "tok/s", lambda r, s: _b3(r, s, 0, "prefill_tok_s"), False),
+    Metric(
+        "prefill0",
+        "LLM prefill, depth 0",
+        "tok/s",
+        lambda r, s: _b3(r, s, 0, "prefill_tok_s"),
+        False,
+        (("llama.cpp", 1.0, None, ""),),
+    ),
+    Metric(
+        "prefill1",
+        "LLM prefill, depth of one image",
+        "tok/s",
+        lambda r, s: _b3(r, s, 1, "prefill_tok_s"),
+        False,
+        (("llama.cpp", 1.0, None, ""),),
+    ),
+    Metric(
+        "rows0",
+        "LLM prefill of embedding rows, depth 0",
+        "rows/s",
+        lambda r, s: _b3(r, s, 0, "prefill_tok_s", "b3_embd"),
+        False,
+        (("llama.cpp", 1.0, None, ""),),
+    ),
+    Metric(
+        "rows1",
+        "LLM prefill of embedding rows, depth of one image",
+        "rows/s",
+        lambda r, s: _b3(r, s, 1, "prefill_tok_s", "b3_embd"),
+        False,
+        (("llama.cpp", 1.0, None, ""),),
+    ),
     Metric(
         "decode0",
         "LLM decode, depth 0",
@@ -285,25 +316,51 @@ def _b2_table(results: dict) -> list[str]:
     return out + [""]
 
 
+def _spread_fmt(fig: dict, key: str) -> str:
+    lo_hi = fig.get(f"{key}_spread")
+    value = _fmt(fig.get(key))
+    return f"{value} ({_fmt(lo_hi[0])}-{_fmt(lo_hi[1])})" if lo_hi and lo_hi[0] != lo_hi[1] else value
+
+
+def _paired_fmt(row: dict, key: str, peer: str = "llama.cpp") -> str:
+    p = (row.get("paired") or {}).get(peer, {}).get(key)
+    return f"{p['median']:.2f} ({p['min']:.2f}-{p['max']:.2f})" if p else "—"
+
+
 def _b3_table(results: dict) -> list[str]:
     rows = results.get("b3")
     if not rows:
         return []
     roof = {d["depth"]: d for d in results.get("roofline", {}).get("depths", [])}
+    n = rows[0].get("rounds")
     out = [
-        "B3 LLM (median; llama.cpp runs the bundle's own GGUF):",
+        f"B3 LLM (median of {n or 'the'} alternating requests per side, (min-max) beside it; llama.cpp runs the "
+        "bundle's own GGUF; edge / llama.cpp: the median of the per-round ratios, (min-max); tok/CPU-s: per second "
+        "of the side's CPU time, what a shared machine stretches least):",
         "",
-        "| depth | side | prefill tok/s | decode tok/s | of roofline |",
-        "|---:|---|---:|---:|---:|",
+        "| input | depth | side | prefill tok/s | decode tok/s | prefill tok/CPU-s | decode tok/CPU-s | of roofline "
+        "| prefill edge / llama.cpp | decode edge / llama.cpp | prefill, CPU time | decode, CPU time |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for row in rows:
-        for side in _sides(results):
-            fig = row.get(side) or {}
-            frac = roof.get(row["depth"], {}).get(f"{side}_fraction")
-            out.append(
-                f"| {row['depth']} | {side} | {_fmt(fig.get('prefill_tok_s'))} | {_fmt(fig.get('decode_tok_s'))} "
-                f"| {_fmt(frac, 2)} |"
-            )
+    for kind, table in (("tokens", rows), ("embedding rows", results.get("b3_embd") or [])):
+        for row in table:
+            for side in _sides(results):
+                fig = row.get(side)
+                if not fig:
+                    continue
+                frac = roof.get(row["depth"], {}).get(f"{side}_fraction") if kind == "tokens" else None
+                tok = kind == "tokens"
+                decode = _spread_fmt(fig, "decode_tok_s") if tok else "—"
+                decode_cpu = _spread_fmt(fig, "decode_cpu_tok_s") if tok and "decode_cpu_tok_s" in fig else "—"
+                keys = ("prefill_tok_s", "decode_tok_s", "prefill_cpu_tok_s", "decode_cpu_tok_s")
+                ratios = [
+                    "" if side != "edge" else (_paired_fmt(row, k) if tok or "prefill" in k else "—") for k in keys
+                ]
+                cpu = _spread_fmt(fig, "prefill_cpu_tok_s") if "prefill_cpu_tok_s" in fig else "—"
+                out.append(
+                    f"| {kind} | {row['depth']} | {side} | {_spread_fmt(fig, 'prefill_tok_s')} | {decode} | {cpu} "
+                    f"| {decode_cpu} | {_fmt(frac, 2)} | {' | '.join(ratios)} |"
+                )
     rf = results.get("roofline", {})
     if rf.get("bandwidth_bytes_s"):
         out += [
@@ -372,12 +429,13 @@ def chart(all_results: list[dict], path: Path) -> Optional[Path]:
     all_results = [r for r in all_results if r.get("llm_dtype") is not None]
     if not all_results:
         return None
-    keys = ("ttft", "ttft_cold", "tile", "prefill0", "decode0", "decode1", "rss")
+    keys = ("ttft", "ttft_cold", "tile", "prefill0", "rows1", "decode0", "decode1", "rss")
     names = {
         "ttft": "TTFT warm",
         "ttft_cold": "TTFT cold",
         "tile": "encode/tile",
         "prefill0": "prefill",
+        "rows1": "prefill rows d=img",
         "decode0": "decode d=0",
         "decode1": "decode d=img",
         "rss": "peak RSS",

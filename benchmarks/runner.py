@@ -29,11 +29,12 @@ from edge.errors import InputError
 from edge.progress import NullProgress
 
 from . import roofline
-from .common import NotAvailable, median, token_ids
+from .common import NotAvailable, median, spread, token_ids
 from .inputs import conditions, standard_images
 from .procs import SETTLE_S, SideError, Worker, alternate
 
 PEERS = ("transformers", "llama.cpp", "faster-whisper")
+PHASES = ("b1", "b2", "b3", "b5")
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,8 @@ class BenchOptions:
     # `--device`: component -> device for edge's side ({} = every component on the CPU), and `--fallback`
     devices: dict = field(default_factory=dict)
     fallback: str = "cpu"
+    # which phases run (B4's peak RSS comes from B2's fresh processes); a subset keeps a run short
+    phases: tuple = PHASES
 
     def __post_init__(self) -> None:
         if not 1 <= self.threads <= 1024:
@@ -66,6 +69,8 @@ class BenchOptions:
             raise InputError("repeats must be 0 (the default) or more")
         if self.n_gen < 2 or self.n_prompt < 1:
             raise InputError("the LLM benchmark needs a prompt and at least 2 generated tokens")
+        if not self.phases or any(p not in PHASES for p in self.phases):
+            raise InputError(f"phases must be some of {', '.join(PHASES)}, got {', '.join(self.phases) or 'none'}")
         unknown = [p for p in self.peers if p not in PEERS]
         if unknown:
             raise InputError(f"unknown peer {unknown[0]!r} (peers: {', '.join(PEERS)}, or none)")
@@ -79,6 +84,12 @@ class BenchOptions:
     def rounds(self) -> int:
         # --quick: one measured request per side (medians of one; the full run takes three)
         return self.repeats or (1 if self.quick else 3)
+
+    @property
+    def llm_rounds(self) -> int:
+        # B3: several requests per side even in --quick (two ABBA cycles), their spread reported:
+        # one request per side on a shared machine reads anywhere from 0.5x to 2x (docs/benchmarks.md)
+        return self.repeats or (4 if self.quick else 6)
 
     @property
     def cold_rounds(self) -> int:
@@ -151,7 +162,7 @@ def run(bundle: Path, o: BenchOptions, progress=NullProgress()) -> dict:
     logs = o.work / "logs"
     if m.llm is not None:
         _vlm(ctx, results, images, logs, progress)
-    results["b5"] = _b5(ctx, logs, progress)
+    results["b5"] = _b5(ctx, logs, progress) if "b5" in o.phases else {"not_available": "not asked for (--phases)"}
     results["conditions"]["load_after"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     return results
 
@@ -172,17 +183,22 @@ def _vlm(ctx: Context, results: dict, images: list, logs: Path, progress) -> Non
         first = images[0]
         # B3 first: its prefills warm every side's LLM for B2; B1 warms the vision for B2
         depth = _image_depth(first, ctx) if m.vision is not None else 0
-        results["b3"] = _b3(workers, depth, ctx, progress)
-        if m.vision is not None:
+        phases = ctx.options.phases
+        if "b3" in phases:
+            results["b3"] = _b3(workers, depth, ctx, progress)
+            results["b3_embd"] = _b3(workers, depth, ctx, progress, embeddings=True)
+        if m.vision is not None and "b1" in phases:
             results["b1"] = _b1(workers, images, ctx, progress)
+        if m.vision is not None and "b2" in phases:
             results["b2_warm"] = _b2_warm(workers, first, ctx, progress)
     finally:
         for w in workers:
             w.stop()
-    if m.vision is not None:
+    if m.vision is not None and "b2" in phases:
         results["b2_cold"] = _cold(ctx, first, logs, progress)
     results["b4"] = _b4(results, ctx)
-    results["roofline"] = _roofline(results, ctx, progress)
+    if "b3" in phases:
+        results["roofline"] = _roofline(results, ctx, progress)
 
 
 def _alt(progress, desc: str, workers, op: str, args: dict, repeats: int, warmup: int = 0, per_side=None) -> dict:
@@ -311,25 +327,63 @@ def _image_depth(image: Path, ctx: Context) -> int:
     return int(plan.info.get("image_tokens") or n_tiles * m.vision.tokens_per_image)
 
 
-def _b3(workers, depth: int, ctx: Context, progress) -> list:
+def _b3(workers, depth: int, ctx: Context, progress, embeddings: bool = False) -> list:
+    """B3 rows at depth 0 and at one image's depth: token ids (``llm``), or with ``embeddings`` seeded
+    embedding rows (``llm_embd``: how an image's rows enter the LLM; edge and llama.cpp only, and
+    only 2 tokens decoded: decode after rows is decode after tokens)."""
     o = ctx.options
-    progress.stage("B3 LLM prefill and decode")
     vocab = ctx.manifest.llm.n_vocab
+    if embeddings:
+        workers = [w for w in workers if w.name in ("edge", "llama.cpp")]
+        if len(workers) < 2:
+            return []
+    progress.stage("B3 LLM prefill and decode" + (" over embedding rows" if embeddings else ""))
     rows = []
-    warm = [w for w in workers if w.name != "edge"] + [w for w in workers if w.name == "edge"]
-    alternate(warm, "llm", {"ids": token_ids(64, vocab), "depth": 0, "n_gen": 8}, 0, warmup=1)
+    if not embeddings:
+        warm = [w for w in workers if w.name != "edge"] + [w for w in workers if w.name == "edge"]
+        alternate(warm, "llm", {"ids": token_ids(64, vocab), "depth": 0, "n_gen": 8}, 0, warmup=1)
     for d in sorted({0, depth}):
-        ids = token_ids(d + o.n_prompt, vocab, seed=d)
-        res = _alt(progress, f"B3 depth {d}", workers, "llm", {"ids": ids, "depth": d, "n_gen": o.n_gen}, o.rounds)
-        rows.append(
-            {
-                "depth": d,
-                "n_prompt": o.n_prompt,
-                "n_gen": o.n_gen,
-                **{s: e.get("median", {k: v for k, v in e.items() if k != "samples"}) for s, e in res.items()},
-            }
-        )
+        if embeddings:
+            op, args, n_gen = "llm_embd", {"n_rows": d + o.n_prompt, "seed": d, "depth": d, "n_gen": 2}, 2
+        else:
+            ids = token_ids(d + o.n_prompt, vocab, seed=d)
+            op, args, n_gen = "llm", {"ids": ids, "depth": d, "n_gen": o.n_gen}, o.n_gen
+        label = f"B3 {'rows' if embeddings else 'tokens'} depth {d}"
+        res = _alt(progress, label, workers, op, args, o.llm_rounds, warmup=1 if embeddings and d == 0 else 0)
+        row = {"depth": d, "n_prompt": o.n_prompt, "n_gen": n_gen, "rounds": o.llm_rounds}
+        for s, e in res.items():
+            if "median" not in e:
+                row[s] = {k: v for k, v in e.items() if k != "samples"}
+                continue
+            row[s] = dict(e["median"])
+            for key in B3_KEYS:
+                if key in row[s]:
+                    row[s][f"{key}_spread"] = spread(x.get(key) for x in e["samples"])
+        row["paired"] = _paired(res)
+        rows.append(row)
     return rows
+
+
+# B3's figures: tokens per second of wall clock, and per second of the side's CPU time (the robust one
+# on a shared machine; edge and llama.cpp only)
+B3_KEYS = ("prefill_tok_s", "decode_tok_s", "prefill_cpu_tok_s", "decode_cpu_tok_s")
+
+
+def _paired(res: dict, ours: str = "edge") -> dict:
+    """Per-round ratios ours/peer of B3's figures (the requests of one round ran back to back, so
+    a slow spell of the machine divides out): ``{peer: {key: {"median", "min", "max", "n"}}}``."""
+    out: dict = {}
+    mine = res.get(ours, {}).get("samples") or []
+    for peer, entry in res.items():
+        theirs = entry.get("samples") or []
+        if peer == ours or not mine or not theirs:
+            continue
+        for key in B3_KEYS:
+            ratios = [a[key] / b[key] for a, b in zip(mine, theirs) if a.get(key) and b.get(key)]
+            if ratios:
+                lo, hi = spread(ratios)
+                out.setdefault(peer, {})[key] = {"median": median(ratios), "min": lo, "max": hi, "n": len(ratios)}
+    return out
 
 
 def _cold(ctx: Context, image: Path, logs: Path, progress) -> dict:

@@ -1,6 +1,9 @@
 """The standard benchmark: build the benchmark models, export (and quantize) their bundles,
 convert them with llama.cpp's tools, run :func:`runner.run` on each, write the report.
 
+Over 400 lines on purpose: the report's method text (``_DOC_HEAD``) stays next to the code that
+measures and writes it, so the two change together.
+
 Usage (from a checkout; everything is cached under ``--work``)::
 
     pip install -e ".[bench]"
@@ -59,9 +62,17 @@ measures any single bundle the same way.
 - **B3** LLM: seeded token ids (identical for every side) fill the KV cache to the depth
   (untimed), {n_prompt} more tokens are prefilled (timed), then {n_gen} tokens are decoded
   greedily with end-of-sequence ignored. Decode tokens/s counts from the first to the last
-  generated token. llama.cpp runs **the bundle's own GGUF** here (same file, same kernels:
+  generated token. llama.cpp runs **the bundle's own GGUF** here (same file, same kernels,
+  same context: n_ctx 4096, ubatch 512, flash attention and f16 KV cache as llama.cpp picks them:
   the difference is the runtime around them); transformers runs the checkpoint through
-  `generate` (`min_new_tokens` = `max_new_tokens`), stamped by a streamer.
+  `generate` (`min_new_tokens` = `max_new_tokens`), stamped by a streamer. The same again over
+  seeded **embedding rows** (how an image enters the LLM: edge's `eval_embeddings` against
+  `llama_batch.embd` in batches as libmtmd's `mtmd_helper_decode_image_chunk` fills them; 2
+  tokens decoded). B3 takes several requests per side even with `--quick`, the order reversed
+  every other round; the tables give the median with (min-max), and edge / llama.cpp as the
+  median of the per-round ratios (requests of one round run back to back, so a slow spell of a
+  shared machine divides out). One request per side is not enough on a shared machine: single
+  samples read anywhere from 0.5x to 2x.
 - **B4** peak RSS (`VmHWM`) of the fresh B2-cold processes (Python included on every
   side: all three run in a Python process), and the bytes on disk of what each side loads.
 - **B5** Whisper real-time factor against faster-whisper int8: runs when a bundle has an
@@ -117,14 +128,19 @@ def _conditions(results: list[dict], wall_s: float, quick: bool) -> str:
     loads = [(r["conditions"].get("load_before") or 0, r["conditions"].get("load_after") or 0) for r in results]
     busy = max((max(pair) for pair in loads), default=0) > (c.get("cores") or 1) + 0.5
     reading = (
-        "other work shared the machine: the alternating schedule keeps the ratios fair, absolute figures are noisy"
+        "other work shared the machine (other builds and tests ran during this run): the alternating schedule and "
+        "the per-round ratios keep the comparisons fair, the absolute figures are low and noisy"
         if busy
         else f"up to {c.get('threads')} is the benchmark itself"
     )
+    detail = f" ({c['cpu_detail']})" if c.get("cpu_detail") else ""
     return (
-        f"- date: {c.get('date')}\n- CPU: {c.get('cpu')}, {c.get('cores')} cores; {c.get('threads')} threads on every side\n"
-        f"- mode: {'--quick' if quick else 'full'}; {c.get('rounds')} measured rounds per figure, "
-        f"{c.get('cold_rounds')} cold process(es) per side\n"
+        f"- date: {c.get('date')}\n- CPU: {c.get('cpu')}{detail}, {c.get('cores')} cores; "
+        f"{c.get('threads')} threads on every side\n"
+        f"- mode: {'--quick' if quick else 'full'}; {c.get('rounds')} measured rounds per figure "
+        f"({c.get('llm_rounds') or c.get('rounds')} for B3), {c.get('cold_rounds')} cold process(es) per side"
+        + (f"; phases {', '.join(c['phases'])}" if c.get("phases") and tuple(c["phases"]) != runner.PHASES else "")
+        + "\n"
         f"- 1-minute load average before -> after each bundle's run: "
         f"{', '.join(f'{a:.1f} -> {b:.1f}' for a, b in loads)} ({reading})\n"
         + (f"- whole suite: {wall_s:.0f} s" if wall_s else "- whole suite: not recorded")
@@ -327,6 +343,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=0)
+    ap.add_argument("--peers", default=",".join(runner.PEERS), help="peers to measure (transformers, llama.cpp, ...)")
+    ap.add_argument(
+        "--phases",
+        default=",".join(runner.PHASES),
+        help="phases to run (b1 vision, b2 TTFT + b4 memory, b3 LLM, b5 speech)",
+    )
     ap.add_argument("--work", type=Path, default=cache_dir() / "bench")
     ap.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"))
     ap.add_argument(
@@ -357,7 +379,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                 # the fp32 transformers reference does not change with the bundle's variant: it is measured
                 # in the first variant's pass only, and later passes borrow it (link_references)
                 later = variant != args.variants.split(",")[0].strip()
-                peers = tuple(p for p in runner.PEERS if not (later and p == "transformers"))
+                asked = tuple(p.strip() for p in args.peers.split(",") if p.strip() and p.strip() != "none")
+                peers = tuple(p for p in asked if not (later and p == "transformers"))
                 images = tuple(str(p) for p in standard_images(args.work / "images"))
                 # later variants (quantized bundles) run as --quick: one image, against llama.cpp
                 options = runner.BenchOptions(
@@ -370,6 +393,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                     audio=speech_recording(args.work),
                     peers=peers,
                     images=images[:1] if later else images,
+                    phases=tuple(p.strip() for p in args.phases.split(",") if p.strip()),
                 )
                 progress.stage(f"benchmarking {name} ({variant})")
                 results = runner.run(bundle, options, progress)

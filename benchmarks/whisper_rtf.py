@@ -5,9 +5,13 @@ its bundle (``edge export`` of that directory: f32 / f16-storage graphs, and the
 recipe's int8 graphs when ``edge quantize`` is available), faster-whisper directly
 (``compute_type`` int8 and float32). Same audio, same threads, greedy decoding with
 timestamps, no conditioning on previous text, no VAD filter, no temperature fallback.
-Runs alternate between the sides; the median of ``--repeat`` runs is reported.
+Runs alternate between the sides (the order reversed every other round); the median of
+``--repeat`` runs is reported with the spread (min-max), and each side's time as a ratio of
+faster-whisper int8's (medians of the per-round ratios, which cancel load changes that hit
+one round). ``--only`` keeps the sides whose name contains one of the words; ``--bundle
+NAME=DIR`` adds a bundle of your own (an experiment) as a side.
 
-    python benchmarks/whisper_rtf.py --threads 2 --repeat 3 [--work DIR] [--json]
+    python benchmarks/whisper_rtf.py --threads 2 --repeat 5 [--work DIR] [--only int8] [--json]
 
 Not a test: it asserts nothing, it prints figures (a markdown table, or JSON).
 """
@@ -133,12 +137,16 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--work", type=Path, default=Path("/tmp/edge-whisper-bench"))
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--only", nargs="*", default=None, help="keep the sides whose name contains one of these")
+    ap.add_argument("--bundle", action="append", default=[], help="NAME=DIR: one more edge bundle to measure")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
 
-    sides = {
-        name: (lambda p=path: run_edge(p, args.threads)) for name, path in bundles(args.work, args.threads).items()
-    }
+    paths = bundles(args.work, args.threads)
+    for item in args.bundle:
+        name, _, path = item.partition("=")
+        paths[f"edge {name}"] = Path(path)
+    sides = {name: (lambda p=path: run_edge(p, args.threads)) for name, path in paths.items()}
     try:
         import faster_whisper  # noqa: F401
 
@@ -146,7 +154,10 @@ def main() -> None:
         sides["faster-whisper float32 (CTranslate2)"] = lambda: run_faster_whisper("float32", args.threads)
     except ImportError:
         print("note: faster-whisper is not installed; measuring edge only", file=sys.stderr)
+    if args.only:
+        sides = {k: v for k, v in sides.items() if any(w in k for w in args.only)}
     runners = {name: make() for name, make in sides.items()}
+    peer = "faster-whisper int8 (CTranslate2)"
     results = []
     for clip, (audio, ref) in clips().items():
         duration = audio.size / 16000
@@ -154,13 +165,15 @@ def main() -> None:
         texts: dict[str, str] = {}
         for name, go in runners.items():
             texts[name] = go(audio)  # warm-up (first-run allocations), not timed
-        for _ in range(args.repeat):
-            for name, go in runners.items():  # alternate, so load changes hit every side alike
+        for k in range(args.repeat):
+            # alternate, so load changes hit every side alike; reverse the order every other round
+            for name, go in list(runners.items())[:: 1 if k % 2 == 0 else -1]:
                 t = time.perf_counter()
                 go(audio)
                 times[name].append(time.perf_counter() - t)
         for name in runners:
             med = statistics.median(times[name])
+            ratios = [a / b for a, b in zip(times[name], times[peer])] if peer in times else []
             results.append(
                 {
                     "clip": clip,
@@ -168,7 +181,11 @@ def main() -> None:
                     "side": name,
                     "threads": args.threads,
                     "median_s": round(med, 3),
+                    "min_s": round(min(times[name]), 3),
+                    "max_s": round(max(times[name]), 3),
                     "rtf": round(med / duration, 4),
+                    "vs_faster_whisper_int8": round(statistics.median(ratios), 3) if ratios else None,
+                    "ratio_min_max": [round(min(ratios), 3), round(max(ratios), 3)] if ratios else None,
                     "wer": round(wer(ref, texts[name]), 3),
                     "text": texts[name],
                 }
@@ -176,11 +193,17 @@ def main() -> None:
     if args.json:
         print(json.dumps(results, indent=2))
         return
-    print(f"| clip | side | RTF (median of {args.repeat}) | seconds | WER |")
-    print("|---|---|---|---|---|")
+    head = f"| clip | side | RTF (median of {args.repeat}) | seconds (min-max) | x fw int8 (min-max) | WER |"
+    print(head)
+    print("|---|---|---|---|---|---|")
     for r in results:
+        ratio = "-"
+        if r["vs_faster_whisper_int8"] is not None:
+            lo, hi = r["ratio_min_max"]
+            ratio = f"{r['vs_faster_whisper_int8']:.2f} ({lo:.2f}-{hi:.2f})"
         print(
-            f"| {r['clip']}, {r['audio_s']} s | {r['side']} | {r['rtf']:.3f} | {r['median_s']:.2f} | {r['wer']:.3f} |"
+            f"| {r['clip']}, {r['audio_s']} s | {r['side']} | {r['rtf']:.3f} | {r['median_s']:.2f}"
+            f" ({r['min_s']:.2f}-{r['max_s']:.2f}) | {ratio} | {r['wer']:.3f} |"
         )
 
 

@@ -29,7 +29,14 @@ def make_side(cfg: dict):
     if side == "edge":
         from .ours import Ours
 
-        return Ours(cfg["bundle"], threads, cfg.get("n_ctx", 4096), cfg.get("devices"), cfg.get("fallback", "cpu"))
+        return Ours(
+            cfg["bundle"],
+            threads,
+            cfg.get("n_ctx", 4096),
+            cfg.get("devices"),
+            cfg.get("fallback", "cpu"),
+            cfg.get("overrides"),
+        )
     if side == "edge-speech":
         from .ours import OursSpeech
 

@@ -10,7 +10,9 @@ from typing import Union
 class Timings:
     """Where the time of one request went (milliseconds unless named otherwise)."""
 
-    preprocess_ms: float = 0.0
+    preprocess_ms: float = 0.0  # image_load_ms + slice_ms + the tile cache's hashing
+    image_load_ms: float = 0.0  # decoding the image files (or converting the arrays given)
+    slice_ms: float = 0.0  # the scheme's plan: slicing, resizing and normalising into tiles
     image_encode_ms: float = 0.0
     prefill_ms: float = 0.0
     ttft_ms: float = 0.0

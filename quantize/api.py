@@ -24,7 +24,7 @@ from edge.errors import InputError
 from edge.manifest import MANIFEST_NAME, Manifest, TensorSpec
 from edge.options import QuantizeOptions
 from edge.progress import NullProgress
-from edge.quantize import fidelity, onnx_quant
+from edge.quantize import fidelity, onnx_quant, speech_int8
 from edge.quantize.probes import probe_audio, probe_images
 from edge.quantize.recipes import Recipe, get_recipe
 
@@ -212,16 +212,22 @@ def _quantize_vision(tmp: Path, root: Path, m: Manifest, method: str, recipe: Re
 def _quantize_audio(tmp: Path, root: Path, m: Manifest, method: str, recipe: Recipe, progress):
     spec = m.audio
     with progress.bar(2, f"speech graphs -> {method} (onnxruntime)") as advance:
-        for name in (spec.encoder, spec.decoder):
-            _weights_only(root / name, tmp / name, method, recipe, f16=spec.dtype == "f16")
+        for name, logits in ((spec.encoder, None), (spec.decoder, spec.decoder_io["logits"].name)):
+            _weights_only(root / name, tmp / name, method, recipe, f16=spec.dtype == "f16", logits=logits)
             advance(1)
     return dataclasses.replace(spec, dtype=method)
 
 
-def _weights_only(src: Path, dst: Path, method: str, recipe: Recipe, f16: bool) -> None:
-    """int8 (dynamic) or int4 weights; the float weights left over keep the source's f16 storage."""
+def _weights_only(src: Path, dst: Path, method: str, recipe: Recipe, f16: bool, logits: Optional[str] = None) -> None:
+    """int8 (dynamic) or int4 weights; the float weights left over keep the source's f16 storage.
+
+    ``logits``: the logits output of a Whisper decoder, whose tied projection gets int8 too
+    (:func:`edge.quantize.speech_int8.int8_decoder`).
+    """
     model = onnx_quant.load_f32(src)
-    if method == "int8":
+    if method == "int8" and logits is not None:
+        speech_int8.int8_decoder(model, dst, logits)
+    elif method == "int8":
         onnx_quant.int8_dynamic(model, dst)
     else:
         onnx_quant.int4_weights(model, dst, recipe.int4_block)

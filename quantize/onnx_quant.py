@@ -60,16 +60,31 @@ def load_f32(path: Path) -> onnx.ModelProto:
     return model
 
 
-def int8_dynamic(model: onnx.ModelProto, dst: Path) -> None:
+def int8_dynamic(model: onnx.ModelProto, dst: Path, per_channel_nodes: Sequence[str] = ()) -> None:
     """Dynamic int8: MatMuls with constant weights become int8 weights + on-the-fly activations.
 
     Only MatMul is quantized: on a full-size SigLIP tower also quantizing the patch Conv
     (ConvInteger) was slower on CPU for no gain in size that matters (`python -m edge.benchmarks.quant_vision`).
+    Weights get one scale per tensor, except the MatMuls named in ``per_channel_nodes``: one
+    scale per output column, in a first pass (Whisper's logits projection: with one scale for
+    all 51864 vocabulary rows tiny.en's transcripts changed, with one per row they did not;
+    ``edge.quantize.speech_int8``).
     """
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     _protect_shared_gemm(model)
     with _quiet(), _failure(dst, "int8"):
+        if per_channel_nodes:
+            quantize_dynamic(
+                model,
+                str(dst),
+                weight_type=QuantType.QInt8,
+                per_channel=True,
+                op_types_to_quantize=["MatMul"],
+                nodes_to_quantize=list(per_channel_nodes),
+                extra_options={"MatMulConstBOnly": True},
+            )
+            model = onnx.load(str(dst))
         quantize_dynamic(
             model,
             str(dst),

@@ -267,6 +267,11 @@ def quantize_gguf(
         raise RuntimeFailure(f"llama.cpp cannot quantize {Path(src).name} to {ftype}: {sink.last_error()}")
 
 
+def _view(pointer, count: int) -> np.ndarray:
+    """A numpy view of ``count`` elements of a ``llama_batch`` array (``POINTER(c_int32)`` / ``c_int8``)."""
+    return np.ctypeslib.as_array(pointer, shape=(count,))
+
+
 class LLM:
     """One llama.cpp model and context with a single sequence and a position counter.
 
@@ -428,13 +433,18 @@ class LLM:
                     ctypes.memmove(
                         batch.embd, embd[start : start + count].ctypes.data, embd[start : start + count].nbytes
                     )
+                # the batch's arrays filled through numpy views (one C loop each, not count ctypes calls);
+                # seq_id is an array of pointers, one small loop
+                if tokens is not None:
+                    _view(batch.token, count)[:] = tokens[start : start + count]
+                _view(batch.pos, count)[:] = np.arange(self.n_past, self.n_past + count, dtype=np.int32)
+                _view(batch.n_seq_id, count)[:] = 1
                 for i in range(count):
-                    if tokens is not None:
-                        batch.token[i] = tokens[start + i]
-                    batch.pos[i] = self.n_past + i
-                    batch.n_seq_id[i] = 1
                     batch.seq_id[i][0] = 0
-                    batch.logits[i] = all_logits or (start + i == n - 1)
+                wanted = _view(batch.logits, count)
+                wanted[:] = 1 if all_logits else 0
+                if start + count == n:
+                    wanted[count - 1] = 1
                 if mrope is not None:
                     sections = np.zeros((4, count), np.int32)
                     sections[:3] = mrope[:, start : start + count] + base

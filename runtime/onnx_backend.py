@@ -1,7 +1,8 @@
 """ONNX graphs on onnxruntime, for vision and speech alike. This is the only module that imports ``onnxruntime``.
 
 Over 400 lines on purpose: house rule 3 keeps every call into onnxruntime here (sessions, the
-log relay, plugin execution providers, device discovery, NPU context compilation).
+log relay, plugin execution providers, device discovery, NPU context compilation, and the
+sessions' memory: the heap they leave behind is handed back here, where they are built and closed).
 
 Nothing onnxruntime says is thrown away. Its native log goes to the process's stderr (file
 descriptor 2, not ``sys.stderr``), and its Python binding offers no log callback, so while a
@@ -17,6 +18,13 @@ a warning and kept in :attr:`Session.placement`.
 
 Runs keep onnxruntime's log at its fatal level only: a failed run raises, and its message
 becomes our one-line :class:`~edge.errors.RuntimeFailure`.
+
+Memory: building a session parses the whole graph file into a protobuf and, for a graph
+whose weights are stored in f16 (``--dtype f16``), constant-folds each f16 -> f32 ``Cast``
+into a new f32 initializer; the protobuf and the f16 copies are freed once the session is
+built, but glibc keeps that freed heap mapped, so the process would carry ~the graph file's
+size for nothing. :func:`release_heap` (``malloc_trim``) hands it back after every session is
+built and after :meth:`Session.close` (docs/performance.md has the figures).
 """
 
 from __future__ import annotations
@@ -360,6 +368,21 @@ class Session:
         """The execution providers onnxruntime registered for this session, in priority order."""
         return self._inner.get_providers()
 
+    def close(self) -> None:
+        """Free the session (weights, prepacked copies, its arena) and hand the heap back;
+        the session cannot run afterwards."""
+        self._inner = None
+        release_heap()
+
+
+def release_heap() -> None:
+    """Return the free heap glibc still maps to the OS (``malloc_trim(0)``); nothing elsewhere."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            import ctypes
+
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+
 
 def open_session(path: Path, options: OnnxOptions = OnnxOptions()) -> Session:
     """An inference session with explicit threads and providers (with their provider options).
@@ -447,6 +470,7 @@ def _open(path: Path, options: OnnxOptions, providers: Sequence[Provider], stric
     if strict and placement.fallback:
         raise InputError(_refusal(path.name, names[0], [op for p, found in ops if p != names[0] for op in found]))
     report_placement(placement)
+    release_heap()  # the parsed graph and any f16 weights folded to f32 are free now
     return Session(session, placement, chatty=bool(plugin))
 
 

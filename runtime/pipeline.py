@@ -57,15 +57,19 @@ class Pipeline:
         self._positions = m.llm.media_positions
         self._causal_media = m.llm.media_attention == "causal"  # else each block's rows see each other
         llm_options = media_batch(m, options.llm)  # a bidirectional block must fit one ubatch
-        self.llm = LLM(self.root / m.llm.file, llm_options, weights_dtype=m.llm.dtype, verbose=options.verbose)
-        if self.llm.n_embd != m.llm.n_embd:
-            raise RuntimeFailure(f"{m.llm.file} has n_embd {self.llm.n_embd}, the manifest says {m.llm.n_embd}")
         self.images = self.vision = self.scheme = None
         if m.vision is not None:
             if m.vision.embed_dim != m.llm.n_embd:
                 raise RuntimeFailure("the vision output width does not match the LLM's embedding width")
+            # The vision session is built before the LLM loads: building it briefly holds the parsed graph (and
+            # f16 weights next to their f32 expansion) until the heap is trimmed; with the LLM's weights and KV
+            # cache not resident yet, that transient sets a far lower peak RSS (docs/performance.md).
             self.images = ImageStage(self.root, m.vision, m.files[m.vision.file].sha256, options.vision)
             self.vision, self.scheme = self.images.encoder, self.images.scheme
+        self._llm, self._llm_args = None, (llm_options, options.verbose)
+        self._one_shot = options.one_shot  # release the vision session once a request's images are encoded
+        if not self._one_shot:  # one-shot: the LLM loads on first use, after the images are encoded
+            self._load_llm()
         self._seq: list = []  # what the KV cache holds: token ids (int) and MediaBlock items
         self._video_stage = None  # the video stage (edge.runtime.vision.videos), made on first use
         # speech -> text for spoken turns: the bundle's own audio component, or one set by edge.load(speech=...)
@@ -74,6 +78,21 @@ class Pipeline:
             from edge.runtime.speech.transcribe import Transcriber
 
             self.speech = Transcriber(self.root, options.audio)
+
+    @property
+    def llm(self) -> LLM:
+        """The language model on llama.cpp (loaded here on first use in a one-shot pipeline)."""
+        return self._llm if self._llm is not None else self._load_llm()
+
+    def _load_llm(self) -> LLM:
+        m = self.manifest
+        options, verbose = self._llm_args
+        llm = LLM(self.root / m.llm.file, options, weights_dtype=m.llm.dtype, verbose=verbose)
+        if llm.n_embd != m.llm.n_embd:
+            llm.close()
+            raise RuntimeFailure(f"{m.llm.file} has n_embd {llm.n_embd}, the manifest says {m.llm.n_embd}")
+        self._llm = llm
+        return llm
 
     # --- public API -----------------------------------------------------------------
     def stream(
@@ -158,12 +177,17 @@ class Pipeline:
 
     def close(self) -> None:
         """Release the backends."""
-        self.llm.close()
+        if self._llm is not None:
+            self._llm.close()
 
     # --- internals ------------------------------------------------------------------
     def _run(self, text: str, images: list, options: GenerateOptions, raw: bool, videos=()) -> Iterator[Event]:
         t0 = time.perf_counter()
         timings = Timings(images=len(images))
+        early = None
+        if self._one_shot and self._llm is None and images and self.images is not None:
+            # the images first: the vision session is released before the LLM loads (docs/performance.md)
+            early = self._encode_images(images, options, timings)
         llm_spec = self.manifest.llm
         add_bos = llm_spec.add_bos and (raw or not starts_with_bos(text, llm_spec.bos_token))
         text = with_space_prefix(text, llm_spec.space_prefix, lambda t, sp: self.llm.tokenize(t, special=sp))
@@ -175,7 +199,7 @@ class Pipeline:
             for src in images:
                 load_image(src)  # a missing or unreadable image is the first thing to say
             raise InputError("this bundle has no vision encoder; it cannot take images")
-        encoded = self.images.encode(images, options.budget, timings) if self.images is not None else []
+        encoded = early if early is not None else self._encode_images(images, options, timings)
         if encoded and getattr(self.scheme, "inline_text", False):  # its layout text joins the prompt text
             chunks = splice_prompt(text, self.manifest.prompt, [e.layout for e in encoded], self._tokenize, add_bos)
         target: list = []
@@ -282,6 +306,12 @@ class Pipeline:
             self._seq.extend(target[i:j])
             i = j
         return logits
+
+    def _encode_images(self, images: list, options: GenerateOptions, timings: Timings) -> list:
+        encoded = self.images.encode(images, options.budget, timings) if self.images is not None else []
+        if encoded and self._one_shot:  # its memory is not needed while the LLM prefills and decodes
+            self.images.encoder.release()
+        return encoded
 
     def _videos(self, videos: list, timings: Timings) -> list:
         """Encode the request's videos (files are sampled with the bundle's video defaults)."""

@@ -51,6 +51,13 @@ def test_edge_bench_quick_json(tiny_llava_bundle, photo, tmp_path):
         for side in ("edge", "llama.cpp"):
             assert row[side]["decode_tok_s"] > 0 and row[side]["prefill_tok_s"] > 0
             assert row[side]["generated"] == 128
+            assert row[side]["prefill_tok_s_spread"][0] <= row[side]["prefill_tok_s"]
+        assert row["paired"]["llama.cpp"]["prefill_tok_s"]["n"] == row["rounds"] == 1
+    # the same depths over embedding rows (an image's way into the LLM), edge and llama.cpp only
+    assert [row["depth"] for row in r["b3_embd"]] == depths
+    for row in r["b3_embd"]:
+        assert set(row) >= {"edge", "llama.cpp", "paired"} and "transformers" not in row
+        assert row["edge"]["prefill_tok_s"] > 0 and row["llama.cpp"]["prefill_tok_s"] > 0
     assert r["b4"]["edge"]["peak_rss"] > 0 and r["b4"]["edge"]["disk_bytes"] > 0
     assert "not_available" in r["b5"]
     roof = r["roofline"]
@@ -58,6 +65,7 @@ def test_edge_bench_quick_json(tiny_llava_bundle, photo, tmp_path):
 
     text = report.read_text()
     assert "| LLM decode, depth 0 (tok/s) |" in text
+    assert "| LLM prefill of embedding rows, depth of one image (rows/s) |" in text
     assert report.with_suffix(".png").stat().st_size > 0
 
 

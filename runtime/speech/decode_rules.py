@@ -27,6 +27,23 @@ def log_softmax(x: np.ndarray) -> np.ndarray:
     return x - m - np.log(np.sum(np.exp(x - m)))
 
 
+def log_prob(x: np.ndarray, index: int) -> float:
+    """``log_softmax(x)[index]`` with the same arithmetic, without building the whole output."""
+    x = x.astype(np.float64)
+    m = np.max(x)
+    if not np.isfinite(m):
+        return NEG_INF
+    return float((x[index] - m) - np.log(np.sum(np.exp(x - m))))
+
+
+def _logsumexp(x: np.ndarray) -> float:
+    x = x.astype(np.float64)
+    m = np.max(x) if x.size else NEG_INF
+    if not np.isfinite(m):
+        return float(m)
+    return float(m + np.log(np.sum(np.exp(x - m))))
+
+
 def apply_rules(logits: np.ndarray, generated: list[int], tokens: SpeechTokens, timestamps: bool) -> np.ndarray:
     """Mask ``logits`` (a copy, 1-D over the vocabulary) for the next token.
 
@@ -60,10 +77,10 @@ def _timestamp_rules(out: np.ndarray, seq: list[int], tokens: SpeechTokens) -> N
         out[:begin] = NEG_INF  # a window starts with a timestamp
         if tokens.max_initial_timestamp_index is not None:
             out[begin + tokens.max_initial_timestamp_index + 1 :] = NEG_INF
-    # if the timestamps together are likelier than any text token, take a timestamp
-    logprobs = log_softmax(out)
-    stamp_mass = np.logaddexp.reduce(logprobs[begin:])
-    if stamp_mass > np.max(logprobs[:begin]):
+    # if the timestamps together are likelier than any text token, take a timestamp; compared on
+    # the logits (log-softmax shifts both sides by the same normaliser), so only the 1501
+    # timestamp logits are exponentiated, not the whole vocabulary, at every step
+    if _logsumexp(out[begin:]) > (float(np.max(out[:begin])) if begin else NEG_INF):
         out[:begin] = NEG_INF
 
 

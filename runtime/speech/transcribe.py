@@ -27,7 +27,7 @@ from edge.options import OnnxOptions, TranscribeOptions
 from edge.progress import NullProgress
 from edge.runtime.onnx_backend import open_session
 from edge.runtime.speech.audio_io import AudioInput, audio_info, stream_audio
-from edge.runtime.speech.decode_rules import Vocabulary, apply_rules, log_softmax, split_window
+from edge.runtime.speech.decode_rules import Vocabulary, apply_rules, log_prob, log_softmax, split_window
 from edge.runtime.speech.mel import log_mel, n_window_samples
 
 
@@ -294,7 +294,7 @@ def greedy_decode(
     while len(generated) < limit:
         masked = apply_rules(logits, generated, tokens, options.timestamps)
         token = int(np.argmax(masked))
-        total += float(log_softmax(masked)[token])
+        total += log_prob(masked, token)
         if token == tokens.eot:
             break
         generated.append(token)

@@ -23,16 +23,41 @@ class VisionEncoder:
 
     def __init__(self, bundle: Path, spec: VisionSpec, options: OnnxOptions = OnnxOptions()) -> None:
         self.spec = spec
-        self._session = open_session(bundle / spec.file, options)
+        self._path, self._options = Path(bundle) / spec.file, options
+        self._session = self._open()
+        self._placement = self._session.placement  # kept when the session is released
         self._feeds = GRAPH_FEEDS.get(spec.preprocess.scheme)
-        names = [i.name for i in self._session.get_inputs()]
-        if spec.input.name not in names:
-            raise RuntimeFailure(f"{spec.file} has no input {spec.input.name!r} (has {names})")
+
+    def _open(self):
+        session = open_session(self._path, self._options)
+        names = [i.name for i in session.get_inputs()]
+        if self.spec.input.name not in names:
+            raise RuntimeFailure(f"{self.spec.file} has no input {self.spec.input.name!r} (has {names})")
+        return session
 
     @property
     def placement(self) -> Placement:
         """Where the graph runs: the execution providers asked for and those its nodes got."""
-        return self._session.placement
+        return self._placement
+
+    @property
+    def released(self) -> bool:
+        """Whether the session is released (the next encode reopens it)."""
+        return self._session is None
+
+    def release(self) -> None:
+        """Free the session and its memory (a one-shot run, once its images are encoded); the next
+        call reopens it."""
+        if self._session is not None:
+            session, self._session = self._session, None
+            session.close()
+
+    @property
+    def session(self):
+        """The open session (reopened here after :meth:`release`)."""
+        if self._session is None:
+            self._session = self._open()
+        return self._session
 
     def __call__(self, pixel_values: np.ndarray) -> np.ndarray:
         """Encode a batch of preprocessed images, one image per run.
@@ -59,7 +84,7 @@ class VisionEncoder:
         if self._feeds is not None:
             return self._run_fed(x)
         try:
-            (out,) = self._session.run([self.spec.output.name], {self.spec.input.name: x})
+            (out,) = self.session.run([self.spec.output.name], {self.spec.input.name: x})
         except Exception as exc:
             raise RuntimeFailure(f"vision encoder failed: {str(exc).splitlines()[0]}") from None
         if out.ndim != 3 or out.shape[1] != self.spec.tokens_per_image:
@@ -73,7 +98,7 @@ class VisionEncoder:
         # one element per run, with the scheme's precomputed inputs (e.g. Qwen2.5-VL's windows)
         feeds, rows = self._feeds(self.spec.preprocess, x[0], self.spec.input.name)
         try:
-            (out,) = self._session.run([self.spec.output.name], feeds)
+            (out,) = self.session.run([self.spec.output.name], feeds)
         except Exception as exc:
             raise RuntimeFailure(f"vision encoder failed: {str(exc).splitlines()[0]}") from None
         if out.shape != (1, rows, self.spec.embed_dim):

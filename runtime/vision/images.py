@@ -106,10 +106,13 @@ class ImageStage:
         for src in images:
             t = time.perf_counter()
             img = load_image(src)
+            timings.image_load_ms += (time.perf_counter() - t) * 1000
             key = image_key(img, self._vision_id, repr(budget))
             enc = self.cache.get(key)
             if enc is None:
+                t_plan = time.perf_counter()
                 plan = self.scheme.plan(img, budget)
+                timings.slice_ms += (time.perf_counter() - t_plan) * 1000
                 timings.preprocess_ms += (time.perf_counter() - t) * 1000
                 approx = False
                 if self.per_tile:

@@ -352,7 +352,15 @@ def test_whisper_bundle_quantizes_its_speech_graphs(tiny_whisper_bundle, tmp_pat
     assert audio["transcripts"]["clips"] == 4 and 0.0 <= audio["transcripts"]["identical_transcripts"] <= 1.0
     decoder = onnx.load(str(tmp_path / "w-q8" / m.audio.decoder)).graph
     ops = [n.op_type for n in decoder.node]
-    assert "MatMulInteger" in ops and "Gemm" in ops  # the tied logits projection still reads the shared table
+    # the tied logits projection has its own int8 copy (one scale per vocabulary row); the embedding
+    # Gather reads the table as f16 (edge.quantize.speech_int8)
+    assert "MatMulInteger" in ops and "Gemm" not in ops
+    inits = {i.name: i for i in decoder.initializer}
+    logits = next(n for n in decoder.node if n.op_type == "MatMulInteger" and inits.get(n.input[1], None) is not None
+                  and inits[n.input[1]].dims[-1] == m.audio.vocab_size)  # fmt: skip
+    assert list(inits[logits.input[3]].dims) == [m.audio.vocab_size]
+    gathers = [n for n in decoder.node if n.op_type == "Gather" and n.input[0] in inits]
+    assert any(inits[n.input[0]].data_type == onnx.TensorProto.FLOAT16 for n in gathers)
     wav = tmp_path / "clip.wav"
     with wave.open(str(wav), "wb") as w:
         w.setnchannels(1)
