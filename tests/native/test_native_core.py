@@ -118,7 +118,22 @@ def _same_up_to_near_tie(ours: list, ref: list, gap_at) -> None:
 
 @pytest.mark.parametrize("family", VLM_FAMILIES)
 def test_callback_parity_with_edge_run(family, request, libedge, native_build, photo, tmp_path):
-    bundle = request.getfixturevalue(f"tiny_{family}_bundle")
+    _check_callback_parity(request.getfixturevalue(f"tiny_{family}_bundle"), libedge, native_build, photo, tmp_path)
+
+
+@pytest.mark.parametrize("recipe", ["q8", "q4"])
+def test_quantized_bundle_parity_with_edge_run(recipe, tiny_llava_bundle, libedge, native_build, photo, tmp_path):
+    """A quantized LLM (Q8_0, Q4_K_M) and int8 vision graph: the same tokens as ``edge run`` on that bundle. On
+    CPUs with AMX, ggml's extra buffer types crash on quantized weights; libedge must load them without,
+    as the Python runtime does."""
+    out = tmp_path / recipe
+    proc = run_cli("quantize", str(tiny_llava_bundle), "-o", str(out), "--recipe", recipe, "--threads", THREADS)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((out / "manifest.json").read_text())["llm"]["dtype"] != "f32"
+    _check_callback_parity(out, libedge, native_build, photo, tmp_path)
+
+
+def _check_callback_parity(bundle: Path, libedge, native_build: Path, photo: Path, tmp_path: Path) -> None:
     template = _has_affixes(bundle)
     manifest = json.loads((bundle / "manifest.json").read_text())
     prompt = PROMPT if template else manifest["prompt"]["image_marker"] + "\n" + PROMPT

@@ -49,6 +49,10 @@ LLM::LLM(const std::string& path, const LLMParams& p) {
   init_backend();
   llama_model_params mp = llama_model_default_params();
   mp.n_gpu_layers = 0;  // the host build runs on the CPU; phones choose their backend at build time
+  // ggml's AMX matmul kernels (an "extra buffer type") segfault on quantized weights on the AMX CPUs we run
+  // on (ggml_backend_amx_mul_mat); a segfault cannot be reported, so AMX builds load without extra buffer
+  // types, as runtime/llama_backend.py does (docs/design.md, "AMX").
+  mp.use_extra_bufts = !ggml_cpu_has_amx_int8();
   model_ = llama_model_load_from_file(path.c_str(), mp);
   if (!model_) fail(EDGE_ERR_BACKEND, "llama.cpp cannot load " + path + ": " + llama_last_log());
   vocab_ = llama_model_get_vocab(model_);
